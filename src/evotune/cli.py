@@ -1,0 +1,194 @@
+"""The `evotune` command line.
+
+Exit codes: 0 success; 2 bad input (config, data, arguments), with one message naming
+the key or file; 130 interrupted (the run can be resumed); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from evotune import __version__
+from evotune.errors import UserError
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad arguments raise UserError like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set search.population=50",
+    )
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="evotune", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"evotune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="start a search from a YAML config")
+    run.add_argument("config", type=Path)
+    _add_set(run)
+    run.add_argument("--out", type=Path, help="run directory (default: output.dir)")
+    _add_quiet(run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted or finished run")
+    resume.add_argument("run_dir", type=Path)
+    _add_set(resume)
+    _add_quiet(resume)
+
+    validate = sub.add_parser("validate", help="print the resolved config, or its errors")
+    validate.add_argument("config", type=Path)
+    _add_set(validate)
+
+    report = sub.add_parser("report", help="(re)write report.html and plots/ of a run")
+    report.add_argument("run_dir", type=Path)
+
+    demo = sub.add_parser("demo", help="run the built-in demo (no data, no download)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_quiet(demo)
+
+    listing = sub.add_parser("list", help="list tasks, algorithms, operators or presets")
+    listing.add_argument(
+        "what", choices=["tasks", "algorithms", "operators", "presets"], nargs="?",
+        default="operators",
+    )
+    listing.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*point'")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: `evotune resume RUN_DIR` continues the run", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# ---- commands ---------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evotune.config import load_config
+    from evotune.runner import default_run_dir, start
+
+    config = load_config(args.config, args.overrides)
+    run_dir = args.out or (Path(config.output.dir) if config.output.dir else default_run_dir(config))
+    return _search(lambda cb: start(config, run_dir, cb), config, run_dir, args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from evotune.runner import load_resume_config, resume
+
+    config = load_resume_config(args.run_dir, args.overrides)
+    run = lambda cb: resume(args.run_dir, config, cb)  # noqa: E731
+    return _search(run, config, args.run_dir, args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from evotune.config import load_config
+    from evotune.runner import start
+
+    with resources.as_file(resources.files("evotune") / "configs" / "demo.yaml") as path:
+        config = load_config(path)
+    if (args.out / "journal.jsonl").exists():  # a demo is cheap: start it afresh
+        import shutil
+
+        shutil.rmtree(args.out)
+    return _search(lambda cb: start(config, args.out, cb), config, args.out, args.quiet)
+
+
+def _search(run: Callable[[Any], dict[str, Any]], config: Any, run_dir: Path, quiet: bool) -> int:
+    from evotune.progress import ConsoleProgress
+
+    names = [o.name for o in config.task_class.objectives]
+    progress = ConsoleProgress(names, config.search.generations, quiet=quiet)
+    try:
+        summary = run(progress)
+    finally:
+        progress.close()
+    _print_result(summary, run_dir)
+    return EXIT_OK
+
+
+def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
+    best = summary["best"]
+    names = [o["name"] for o in summary["objectives"]]
+    fitness = ", ".join(f"{n}={v:.6g}" for n, v in zip(names, best["fitness"])) if best else "-"
+    print(f"run directory: {run_dir}")
+    print(f"best: {fitness}  (stopped by {summary['stopped_by']}, "
+          f"{summary['evaluations']} evaluations, {summary['wall_seconds']:.1f}s)")
+    if len(names) > 1:
+        print(f"pareto front: {len(summary['pareto'])} points")
+    if (run_dir / "report.html").exists():
+        print(f"report: {run_dir / 'report.html'}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from evotune.config import load_config
+
+    print(load_config(args.config, args.overrides).to_yaml(), end="")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evotune.report import write_report
+
+    print(write_report(args.run_dir))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    from evotune.config import ALGORITHMS, REGISTRIES
+    from evotune.engine.presets import PRESETS
+    from evotune.tasks import TASKS
+
+    def matching(names: list[str]) -> list[str]:
+        return [n for n in sorted(names) if fnmatch.fnmatch(n, args.pattern)]
+
+    if args.what == "tasks":
+        for name in matching(list(TASKS)):
+            print(f"{name:<14} {TASKS[name].description}")
+    elif args.what == "algorithms":
+        print("\n".join(matching(list(ALGORITHMS))))
+    elif args.what == "presets":
+        print("\n".join(matching(list(PRESETS))))
+    else:
+        for family, registry in REGISTRIES.items():
+            for name in registry.names(args.pattern):
+                entry = registry.get(name)
+                kinds = "/".join(entry.kinds) or "any"
+                print(f"{family:<10} {name:<13} [{kinds}] {entry.doc}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "validate": cmd_validate,
+    "report": cmd_report,
+    "demo": cmd_demo,
+    "list": cmd_list,
+}

@@ -1,0 +1,69 @@
+"""The ask/tell contract every search algorithm follows.
+
+`ask()` returns the genomes to evaluate next; `tell(genomes, losses)` hands back their
+losses (rows x objectives, lower is better; the run loop flips maximised objectives).
+An algorithm's whole state is a dict of numpy arrays (`state_dict`), so a checkpoint
+is portable and never pickled. The random generator belongs to the run and is passed in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from evotune.engine.spaces import Space
+
+Selection = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+Variation = Callable[[np.ndarray, np.random.Generator, Space], np.ndarray]
+
+
+class Algorithm(ABC):
+    """Base class: holds the space, the run's generator and the current population."""
+
+    name: str = ""
+    multi_objective: bool = False  # False: only the first objective may exist
+
+    def __init__(self, space: Space, rng: np.random.Generator, population: int) -> None:
+        if population < 1:
+            raise ValueError(f"population must be >= 1, got {population}")
+        self.space = space
+        self.rng = rng
+        self.population_size = population
+        self.genomes: np.ndarray | None = None  # current population
+        self.losses: np.ndarray | None = None  # its losses, (n, objectives)
+
+    @abstractmethod
+    def ask(self) -> np.ndarray:
+        """Genomes to evaluate next, (n, genes)."""
+
+    @abstractmethod
+    def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
+        """Take the evaluated genomes of the last `ask`."""
+
+    def population(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current population and its losses (for statistics and reports)."""
+        if self.genomes is None or self.losses is None:
+            raise RuntimeError("no population yet: call ask() and tell() first")
+        return self.genomes, self.losses
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        if self.genomes is None or self.losses is None:
+            return {}
+        return {"genomes": self.genomes, "losses": self.losses}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.genomes = state.get("genomes")
+        self.losses = state.get("losses")
+
+    def _vary(self, parents: np.ndarray, crossover: Variation, mutation: Variation) -> np.ndarray:
+        children = crossover(parents, self.rng, self.space)
+        children = mutation(children, self.rng, self.space)
+        return self.space.repair(children)
+
+
+def sort_by_loss(genomes: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Population sorted best first by the first objective (stable: ties keep order)."""
+    order = np.argsort(losses[:, 0], kind="stable")
+    return genomes[order], losses[order]

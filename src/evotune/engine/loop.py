@@ -1,0 +1,375 @@
+"""The run loop: ask -> evaluate (through an executor, with a fitness cache) -> tell.
+
+It owns the run directory's engine files: `journal.jsonl` (one line per finished
+evaluation), `generations.jsonl` (one line per generation), `state/checkpoint.npz`
+(written atomically after every generation) and `summary.json`.
+
+Resuming restores the checkpoint (algorithm state and the run's random generator),
+then replays the generation that was cut short: its evaluations already in the journal
+are taken from there, so a killed run finishes exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import moocore
+import numpy as np
+
+from evotune.engine.algorithm import Algorithm
+from evotune.engine.journal import Journal, read_jsonl, rewrite_jsonl
+from evotune.engine.problem import Evaluation, Problem, evaluation_seed, losses_of
+from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
+from evotune.errors import UserError
+
+CHECKPOINT = Path("state") / "checkpoint.npz"
+FORMAT_VERSION = 1
+
+
+class Executor(Protocol):
+    """Evaluates genomes; yields (indices into `genomes`, evaluations, seconds) per
+    finished chunk, in any order."""
+
+    def map(
+        self, problem: Problem, genomes: np.ndarray, seeds: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, list[Evaluation], float]]: ...
+
+
+class Callbacks:
+    """Hooks for progress display; the default does nothing."""
+
+    def generation_started(self, generation: int, size: int) -> None: ...
+
+    def evaluated(self, count: int) -> None: ...
+
+    def generation_finished(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class StopRules:
+    generations: int | None = None  # generations in all, the initial one included
+    max_evaluations: int | None = None  # evaluations in all (cached ones are free)
+    max_seconds: float | None = None  # wall time in all, across resumes
+    target: float | None = None  # first objective reaches this value
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SearchLoop:
+    """One search run in one directory."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        algorithm: Algorithm,
+        rng: np.random.Generator,
+        run_dir: Path,
+        seed: int,
+        stop: StopRules,
+        executor: Executor,
+        callbacks: Callbacks | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.problem, self.algorithm, self.rng = problem, algorithm, rng
+        self.run_dir, self.seed, self.stop = Path(run_dir), seed, stop
+        self.executor = executor
+        self.callbacks = callbacks or Callbacks()
+        self.extra_meta = extra_meta or {}
+        self.objectives = problem.objectives
+        self.archive: dict[str, dict[str, Any]] = {}  # hash -> first evaluation
+        self.pending: dict[tuple[int, int], dict[str, Any]] = {}  # replayed on resume
+        self.generation = 0
+        self.evaluations = 0
+        self.elapsed_before = 0.0
+        self.reference: np.ndarray | None = None
+        self.journal = Journal(self.run_dir / "journal.jsonl")
+        self.generations_log = Journal(self.run_dir / "generations.jsonl")
+        self._started = time.monotonic()
+
+    # ---- public API -------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run generations until a stop rule holds; write and return the summary."""
+        self._started = time.monotonic()
+        try:
+            while (reason := self.stop_reason()) is None:
+                self._run_generation()
+        finally:
+            self.journal.close()
+            self.generations_log.close()
+        return self.write_summary(reason)
+
+    def resume(self) -> dict[str, Any]:
+        """Load the checkpoint and journal of an interrupted run; returns the checkpoint
+        metadata (the caller may compare its own records, e.g. the config)."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():  # killed during the first generation: replay the journal
+            self._reload_files()
+            return {}
+        meta, arrays = load_checkpoint(path)
+        self._check_compatible(meta)
+        self.algorithm.load_state_dict(
+            {k[len("algorithm.") :]: v for k, v in arrays.items() if k.startswith("algorithm.")}
+        )
+        self.rng.bit_generator.state = meta["rng"]
+        self.generation, self.evaluations = meta["generation"], meta["evaluations"]
+        self.elapsed_before = meta["elapsed_seconds"]
+        self.reference = np.array(meta["reference"]) if meta["reference"] else None
+        self._reload_files()
+        return meta
+
+    def stop_reason(self) -> str | None:
+        """Why the run should stop now, or None to go on."""
+        stop = self.stop
+        if stop.generations is not None and self.generation >= stop.generations:
+            return "generations"
+        if stop.max_evaluations is not None and self.evaluations >= stop.max_evaluations:
+            return "max_evaluations"
+        if stop.max_seconds is not None and self.elapsed() >= stop.max_seconds:
+            return "max_minutes"
+        if stop.target is not None and self.archive and self._target_reached():
+            return "target"
+        return None
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self._started)
+
+    # ---- one generation ---------------------------------------------------------
+
+    def _run_generation(self) -> None:
+        started = time.monotonic()
+        genomes = self.problem.space.check(self.algorithm.ask())
+        hashes = [self.problem.space.hash(g) for g in genomes]
+        genomes, hashes = self._trim_to_budget(genomes, hashes)
+        self.callbacks.generation_started(self.generation, len(genomes))
+        fitness, cached = self._evaluate(genomes, hashes)
+        self.algorithm.tell(genomes, losses_of(self.objectives, fitness))
+        record = self._generation_record(cached, time.monotonic() - started)
+        self.generations_log.append([record])
+        self.generation += 1
+        self._checkpoint()
+        self.callbacks.generation_finished(record)
+
+    def _trim_to_budget(self, genomes: np.ndarray, hashes: list[str]):
+        """Cut the generation so that new evaluations do not exceed max_evaluations."""
+        if self.stop.max_evaluations is None:
+            return genomes, hashes
+        budget = self.stop.max_evaluations - self.evaluations
+        new: set[str] = set()
+        for i, key in enumerate(hashes):
+            if key not in self.archive and key not in new:
+                if len(new) == budget:
+                    return genomes[:i], hashes[:i]
+                new.add(key)
+        return genomes, hashes
+
+    def _evaluate(self, genomes: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, int]:
+        """Fitness of every genome (rows in order) and how many came from the cache."""
+        entries: list[dict[str, Any] | None] = [self._replayed(i, h) for i, h in enumerate(hashes)]
+        todo = self._first_unseen(entries, hashes)
+        if todo:
+            seeds = np.array([evaluation_seed(self.seed, hashes[i]) for i in todo], dtype=np.int64)
+            for chunk, results, seconds in self.executor.map(self.problem, genomes[todo], seeds):
+                done = [self._record(todo[j], hashes[todo[j]], genomes[todo[j]], r, seconds)
+                        for j, r in zip(chunk, results)]
+                for entry in done:
+                    entries[entry["index"]] = entry
+                self.journal.append(done)
+                self.callbacks.evaluated(len(done))
+        cached = [self._cached(i, h) for i, h in enumerate(hashes) if entries[i] is None]
+        for entry in cached:
+            entries[entry["index"]] = entry
+        self.journal.append(cached)
+        self.callbacks.evaluated(len(cached))
+        n_cached = sum(1 for e in entries if e["cached"])
+        return np.array([e["fitness"] for e in entries], dtype=float), n_cached
+
+    def _replayed(self, index: int, key: str) -> dict[str, Any] | None:
+        """This generation's entry from the journal of an interrupted run, if any."""
+        entry = self.pending.pop((self.generation, index), None)
+        if entry is None:
+            return None
+        if entry["hash"] != key:
+            raise UserError(
+                f"{self.journal.path}: generation {self.generation} index {index} has genome "
+                f"{entry['hash']}, but the resumed search asks {key}: the journal does not "
+                "belong to this checkpoint"
+            )
+        if not entry["cached"]:
+            self._remember(entry)
+        return entry
+
+    def _first_unseen(self, entries: list[dict[str, Any] | None], hashes: list[str]) -> list[int]:
+        """Indices to evaluate: first occurrences of genomes with no known fitness."""
+        todo, seen = [], set(self.archive)
+        for i, key in enumerate(hashes):
+            if entries[i] is None and key not in seen:
+                seen.add(key)
+                todo.append(i)
+        return todo
+
+    def _record(
+        self, index: int, key: str, genome: np.ndarray, result: Evaluation, seconds: float
+    ) -> dict[str, Any]:
+        fitness = [float(v) for v in result.fitness]
+        if len(fitness) != len(self.objectives):
+            raise RuntimeError(
+                f"the task returned {len(fitness)} fitness values, expected "
+                f"{len(self.objectives)} ({', '.join(o.name for o in self.objectives)})"
+            )
+        entry = {
+            "generation": self.generation,
+            "index": index,
+            "hash": key,
+            "genome": self.problem.space.to_json(genome),
+            "fitness": fitness,
+            "metrics": dict(result.metrics),
+            "seconds": round(seconds, 6),
+            "cached": False,
+        }
+        self._remember(entry)
+        return entry
+
+    def _cached(self, index: int, key: str) -> dict[str, Any]:
+        first = self.archive[key]
+        return {**first, "generation": self.generation, "index": index, "seconds": 0.0,
+                "cached": True}
+
+    def _remember(self, entry: dict[str, Any]) -> None:
+        self.archive.setdefault(entry["hash"], entry)
+        self.evaluations += 1
+
+    # ---- statistics, checkpoint, summary ----------------------------------------
+
+    def _generation_record(self, cached: int, seconds: float) -> dict[str, Any]:
+        _, losses = self.algorithm.population()
+        signs = np.array([-1.0 if o.direction == "max" else 1.0 for o in self.objectives])
+        finite = np.isfinite(losses).all(axis=1)
+        natural = losses[finite] * signs
+        has_rows = len(natural) > 0
+        return {
+            "generation": self.generation,
+            "best": (np.min(losses[finite], axis=0) * signs).tolist() if has_rows else None,
+            "mean": natural.mean(axis=0).tolist() if has_rows else None,
+            "hypervolume": self._hypervolume(losses[finite]),
+            "evaluations": self.evaluations,
+            "cached": cached,
+            "seconds": round(seconds, 6),
+        }
+
+    def _hypervolume(self, losses: np.ndarray) -> float | None:
+        if len(self.objectives) < 2 or len(losses) == 0:
+            return None
+        if self.reference is None:
+            self.reference = self._reference_point(losses)
+        return float(moocore.hypervolume(losses, ref=self.reference))
+
+    def _reference_point(self, losses: np.ndarray) -> np.ndarray:
+        """The task's reference point, else the first population's worst + 10% margin."""
+        given = self.problem.reference_point() if hasattr(self.problem, "reference_point") else None
+        if given is not None:
+            return losses_of(self.objectives, np.array([given]))[0]
+        worst, best = losses.max(axis=0), losses.min(axis=0)
+        return worst + np.maximum(0.1 * (worst - best), 1e-9)
+
+    def _checkpoint(self) -> None:
+        meta = {
+            "format": FORMAT_VERSION,
+            "generation": self.generation,
+            "evaluations": self.evaluations,
+            "elapsed_seconds": self.elapsed(),
+            "rng": self.rng.bit_generator.state,
+            "reference": None if self.reference is None else self.reference.tolist(),
+            "space": self.problem.space.describe(),
+            "objectives": [o.__dict__ for o in self.objectives],
+            "algorithm": self.algorithm.name,
+            **self.extra_meta,
+        }
+        arrays = {f"algorithm.{k}": v for k, v in self.algorithm.state_dict().items()}
+        save_checkpoint(self.run_dir / CHECKPOINT, meta, arrays)
+
+    def write_summary(self, stopped_by: str | None) -> dict[str, Any]:
+        entries = list(self.archive.values())
+        summary = {
+            "task": self.extra_meta.get("task"),
+            "algorithm": self.algorithm.name,
+            "seed": self.seed,
+            "objectives": [o.__dict__ for o in self.objectives],
+            "best": _public(self._best(entries)) if entries else None,
+            "pareto": [_public(e) for e in self._pareto(entries)],
+            "evaluations": self.evaluations,
+            "generations": self.generation,
+            "wall_seconds": round(self.elapsed(), 3),
+            "stopped_by": stopped_by,
+            "baselines": {},
+        }
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    def _losses(self, entries: list[dict[str, Any]]) -> np.ndarray:
+        return losses_of(self.objectives, np.array([e["fitness"] for e in entries], dtype=float))
+
+    def _best(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        losses = self._losses(entries)
+        order = np.lexsort(losses.T[::-1])  # first objective, then the next ones
+        return entries[int(order[0])]
+
+    def _pareto(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not entries:
+            return []
+        losses = self._losses(entries)
+        finite = np.flatnonzero(np.isfinite(losses).all(axis=1))
+        if len(finite) == 0:
+            return []
+        front = finite[moocore.is_nondominated(losses[finite])]
+        return [entries[i] for i in front[np.argsort(losses[front, 0], kind="stable")]]
+
+    def _target_reached(self) -> bool:
+        best = self._best(list(self.archive.values()))["fitness"][0]
+        objective = self.objectives[0]
+        return best == self.stop.target or objective.better(best, self.stop.target)
+
+    # ---- resume -----------------------------------------------------------------
+
+    def _check_compatible(self, meta: dict[str, Any]) -> None:
+        if meta.get("format") != FORMAT_VERSION:
+            raise UserError(f"checkpoint format {meta.get('format')} is not {FORMAT_VERSION}")
+        if meta["space"] != self.problem.space.describe():
+            raise UserError(
+                f"{self.run_dir}: the genome layout differs from the checkpoint's "
+                f"(checkpoint: {_short(meta['space'])}; now: {_short(self.problem.space.describe())})"
+            )
+        if meta["algorithm"] != self.algorithm.name:
+            raise UserError(
+                f"{self.run_dir}: checkpoint was written by algorithm {meta['algorithm']!r}, "
+                f"not {self.algorithm.name!r}"
+            )
+
+    def _reload_files(self) -> None:
+        """Drop partial lines and lines past the checkpoint; index the journal."""
+        journal = read_jsonl(self.journal.path)
+        kept = [e for e in journal if e["generation"] <= self.generation]
+        rewrite_jsonl(self.journal.path, kept)
+        for entry in kept:
+            if entry["generation"] < self.generation:
+                if not entry["cached"]:
+                    self.archive.setdefault(entry["hash"], entry)
+            else:
+                self.pending[(entry["generation"], entry["index"])] = entry
+        generations_path = self.run_dir / "generations.jsonl"
+        records = [r for r in read_jsonl(generations_path) if r["generation"] < self.generation]
+        rewrite_jsonl(generations_path, records)
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ("hash", "genome", "fitness", "metrics")}
+
+
+def _short(obj: Any, limit: int = 160) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

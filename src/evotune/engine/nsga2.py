@@ -1,0 +1,124 @@
+"""NSGA-II (Deb et al. 2002): non-dominated sorting, crowding distance, elitist survival."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evotune.engine.algorithm import Algorithm, Selection, Variation
+from evotune.engine.spaces import Space
+
+
+def non_dominated_fronts(losses: np.ndarray) -> list[np.ndarray]:
+    """Indices of each front, best first (minimisation). Non-finite losses rank last."""
+    losses = np.where(np.isfinite(losses), losses, np.finfo(float).max)
+    le = (losses[:, None, :] <= losses[None, :, :]).all(axis=2)
+    lt = (losses[:, None, :] < losses[None, :, :]).any(axis=2)
+    dominates = le & lt  # dominates[i, j]: i dominates j
+    dominated_by = dominates.sum(axis=0)
+    remaining = np.ones(len(losses), dtype=bool)
+    fronts = []
+    while remaining.any():
+        front = np.flatnonzero(remaining & (dominated_by == 0))
+        fronts.append(front)
+        remaining[front] = False
+        dominated_by -= dominates[front].sum(axis=0)
+    return fronts
+
+
+def crowding_distance(losses: np.ndarray) -> np.ndarray:
+    """Crowding distance of each member of one front (boundary members: infinity)."""
+    n, m = losses.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(losses[:, j], kind="stable")
+        values = losses[order, j]
+        span = values[-1] - values[0]
+        distance[order[[0, -1]]] = np.inf
+        if span > 0 and np.isfinite(span):
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
+    return distance
+
+
+def rank_and_crowding(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Front rank (0 = non-dominated) and crowding distance of every member."""
+    rank = np.empty(len(losses), dtype=int)
+    crowding = np.empty(len(losses))
+    for r, front in enumerate(non_dominated_fronts(losses)):
+        rank[front] = r
+        crowding[front] = crowding_distance(losses[front])
+    return rank, crowding
+
+
+def crowded_order(losses: np.ndarray) -> np.ndarray:
+    """Each member's position when sorted by (rank, -crowding): a scalar "loss" under
+    which any single-objective selection implements the crowded-comparison operator."""
+    rank, crowding = rank_and_crowding(losses)
+    order = np.lexsort((-crowding, rank))
+    position = np.empty(len(losses))
+    position[order] = np.arange(len(losses))
+    return position
+
+
+class NSGA2(Algorithm):
+    """NSGA-II. Offspring that duplicate a member or each other are bred again (up to a
+    few tries), as pymoo does, so the population does not fill with copies."""
+
+    name = "nsga2"
+    multi_objective = True
+
+    def __init__(
+        self,
+        space: Space,
+        rng: np.random.Generator,
+        population: int,
+        selection: Selection,
+        crossover: Variation,
+        mutation: Variation,
+        max_tries: int = 10,
+    ) -> None:
+        super().__init__(space, rng, population)
+        self.select, self.crossover, self.mutation = selection, crossover, mutation
+        self.max_tries = max_tries
+
+    def ask(self) -> np.ndarray:
+        if self.genomes is None:
+            return self.space.sample(self.population_size, self.rng)
+        position = crowded_order(self.losses)
+        seen = {self.space.hash(g) for g in self.genomes}
+        kept: list[np.ndarray] = []
+        for _ in range(self.max_tries):
+            parents = self.select(position, self.population_size, self.rng)
+            for child in self._vary(self.genomes[parents], self.crossover, self.mutation):
+                key = self.space.hash(child)
+                if key not in seen and len(kept) < self.population_size:
+                    seen.add(key)
+                    kept.append(child)
+            if len(kept) == self.population_size:
+                break
+        if not kept:  # the space is exhausted: evaluate copies rather than nothing
+            return self.genomes.copy()
+        return np.stack(kept)
+
+    def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
+        if self.genomes is not None:
+            genomes = np.concatenate([self.genomes, genomes])
+            losses = np.concatenate([self.losses, losses])
+        keep = survivors(losses, self.population_size)
+        self.genomes, self.losses = genomes[keep], losses[keep]
+
+
+def survivors(losses: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` members NSGA-II keeps: whole fronts, then the least crowded
+    members of the front that does not fit."""
+    keep: list[int] = []
+    for front in non_dominated_fronts(losses):
+        if len(keep) + len(front) <= n:
+            keep.extend(front)
+            continue
+        crowding = crowding_distance(losses[front])
+        order = np.argsort(-crowding, kind="stable")
+        keep.extend(front[order[: n - len(keep)]])
+        break
+    return np.array(keep, dtype=int)

@@ -1,0 +1,58 @@
+"""What the engine needs from a task: a genome space, objectives and a batched fitness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from evotune.engine.spaces import Space
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One fitness component, in its natural units (accuracy is maximised, size minimised)."""
+
+    name: str
+    direction: Literal["max", "min"]
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.direction == "max" else a < b
+
+
+@dataclass
+class Evaluation:
+    """The outcome of evaluating one genome."""
+
+    fitness: tuple[float, ...]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Problem(Protocol):
+    """A task as the engine sees it. `evaluate` receives a batch of genomes and one seed
+    per genome (derived from the run seed and the genome's hash) and returns one
+    `Evaluation` per genome, in order."""
+
+    space: Space
+    objectives: tuple[Objective, ...]
+    batch_size: int | None  # genomes per evaluate() call; None: the whole batch at once
+
+    def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]: ...
+
+    def reference_point(self) -> tuple[float, ...] | None:
+        """Hypervolume reference point in natural units, or None to derive one."""
+        ...
+
+
+def losses_of(objectives: tuple[Objective, ...], fitness: np.ndarray) -> np.ndarray:
+    """Fitness rows (natural units) -> loss rows (lower is better, NaN -> inf)."""
+    fitness = np.atleast_2d(np.asarray(fitness, dtype=float))
+    signs = np.array([-1.0 if o.direction == "max" else 1.0 for o in objectives])
+    losses = fitness * signs
+    return np.where(np.isnan(losses), np.inf, losses)
+
+
+def evaluation_seed(run_seed: int, genome_hash: str) -> int:
+    """A genome's evaluation seed: independent of evaluation order, executor and resume."""
+    return (int(run_seed) * 0x9E3779B97F4A7C15 + int(genome_hash, 16)) % (2**63)

@@ -1,0 +1,172 @@
+"""Wires a validated config into a run: task + algorithm + executor + loop + report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evotune.config import (
+    REGISTRIES,
+    RunConfig,
+    SearchConfig,
+    apply_overrides,
+    load_yaml,
+    resolve,
+)
+from evotune.engine.algorithm import Algorithm
+from evotune.engine.annealing import RandomSearch, SimulatedAnnealing
+from evotune.engine.ga import GeneticAlgorithm
+from evotune.engine.loop import Callbacks, SearchLoop, StopRules
+from evotune.engine.nsga2 import NSGA2
+from evotune.engine.spaces import Space
+from evotune.engine.state import atomic_write_text
+from evotune.errors import UserError
+from evotune.executors import LocalExecutor
+from evotune.tasks import Task
+
+# Keys a resumed run may change: where to stop. Everything else must match the checkpoint.
+STOP_KEYS = ("generations", "max_evaluations", "max_minutes", "target")
+
+
+def build_algorithm(
+    search: SearchConfig, space: Space, n_objectives: int, rng: np.random.Generator
+) -> Algorithm:
+    """The configured algorithm, with its operators bound."""
+    name = search.algorithm or ("ga" if n_objectives == 1 else "nsga2")
+    if name != "nsga2" and n_objectives > 1:
+        raise UserError(
+            f"search.algorithm: {name!r} optimises one objective but this task has "
+            f"{n_objectives}; use nsga2"
+        )
+    ops = {
+        family: registry.build(getattr(search.operators, family), f"search.operators.{family}")
+        for family, registry in REGISTRIES.items()
+    }
+    pop = search.population
+    if name == "ga":
+        elitism = 1 if search.elitism is None else search.elitism
+        return GeneticAlgorithm(space, rng, pop, ops["selection"], ops["crossover"],
+                                ops["mutation"], elitism=elitism)
+    if name == "nsga2":
+        return NSGA2(space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"])
+    if name == "annealing":
+        return SimulatedAnnealing(space, rng, pop, ops["mutation"],
+                                  temperature=search.temperature, cooling=search.cooling)
+    return RandomSearch(space, rng, pop)
+
+
+def stop_rules(search: SearchConfig) -> StopRules:
+    seconds = None if search.max_minutes is None else search.max_minutes * 60.0
+    return StopRules(search.generations, search.max_evaluations, seconds, search.target)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    return Path("runs") / f"{config.task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory; refuse one that already holds a run."""
+    if (run_dir / "journal.jsonl").exists() or (run_dir / "state").exists():
+        raise UserError(
+            f"{run_dir} already holds a run: continue it with `evotune resume {run_dir}` "
+            "or choose another --out"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir}: exists and is not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _make_loop(
+    config: RunConfig, task: Task, run_dir: Path, callbacks: Callbacks | None
+) -> SearchLoop:
+    rng = np.random.default_rng(config.search.seed)
+    algorithm = build_algorithm(config.search, task.space, len(task.objectives), rng)
+    return SearchLoop(
+        problem=task,
+        algorithm=algorithm,
+        rng=rng,
+        run_dir=run_dir,
+        seed=config.search.seed,
+        stop=stop_rules(config.search),
+        executor=LocalExecutor(config.executor.batch_size),
+        callbacks=callbacks,
+        extra_meta={"task": config.task_name, "config": _comparable(config.to_dict())},
+    )
+
+
+def start(config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None) -> dict[str, Any]:
+    """Start a new run in `run_dir`; returns the summary."""
+    prepare_run_dir(run_dir)
+    task = config.task_class.from_config(config)
+    loop = _make_loop(config, task, run_dir, callbacks)
+    config.output.dir = str(run_dir)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    return _finish(config, loop, run_dir)
+
+
+def load_resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfig:
+    """The config of the run in `run_dir`; overrides may only change stop rules."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{config_path} not found: is {run_dir} an evotune run directory?")
+    for text in overrides or []:
+        key = text.partition("=")[0].strip()
+        if key not in {f"search.{k}" for k in STOP_KEYS}:
+            raise UserError(
+                f"--set {key}: a resumed run can only change its stop rules "
+                f"({', '.join('search.' + k for k in STOP_KEYS)})"
+            )
+    return resolve(apply_overrides(load_yaml(config_path), overrides or []))
+
+
+def resume(
+    run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None
+) -> dict[str, Any]:
+    """Continue the run in `run_dir` with `config` (from `load_resume_config`)."""
+    task = config.task_class.from_config(config)
+    loop = _make_loop(config, task, run_dir, callbacks)
+    meta = loop.resume()
+    _check_same_config(meta.get("config"), loop.extra_meta["config"], run_dir)
+    config.output.dir = str(run_dir)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())  # new stop rules, if any
+    return _finish(config, loop, run_dir)
+
+
+def _finish(config: RunConfig, loop: SearchLoop, run_dir: Path) -> dict[str, Any]:
+    summary = loop.run()
+    if config.output.report:
+        from evotune.report import write_report  # matplotlib: only when reporting
+
+        write_report(run_dir)
+    return summary
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that must not change on resume, as JSON would store them."""
+    search = {k: v for k, v in config["search"].items() if k not in STOP_KEYS}
+    kept = {**{k: v for k, v in config.items() if k != "output"}, "search": search}
+    return json.loads(json.dumps(kept))
+
+
+def _check_same_config(saved: dict[str, Any] | None, now: dict[str, Any], run_dir: Path) -> None:
+    if saved is None or saved == now:
+        return
+    differing = sorted(_differing_keys(saved, now))
+    raise UserError(
+        f"{run_dir}/config.yaml no longer matches the checkpoint "
+        f"(changed: {', '.join(differing)}); restore it or start a new run"
+    )
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [k for key in keys for k in _differing_keys(a.get(key), b.get(key),
+                                                            f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
