@@ -264,6 +264,8 @@ def _describe_error(model: type[BaseModel], error: dict[str, Any], where: str) -
         return f"{key}: unknown key{did_you_mean(loc[-1], allowed)}; allowed: {', '.join(allowed)}"
     if error["type"] == "missing":
         return f"{key}: required key is missing"
+    if error["type"] == "value_error":  # our own validators: the message says it all
+        return f"{key or 'config'}: {str(error['ctx']['error'])}"
     got = error.get("input")
     shown = f"{got!r} ({type(got).__name__})" if not isinstance(got, dict) else "a mapping"
     message = error["msg"][0].lower() + error["msg"][1:]

@@ -220,8 +220,9 @@ def test_sbx_preserves_each_pairs_mean_away_from_bounds():
     """Each mated pair's gene-wise mean is unchanged (bounded: far from the bounds)."""
     parents = 0.45 + 0.1 * rng(20).random((4000, 12))
     children = sbx(parents, rng(21), RealVectorSpace(12, 0.0, 1.0), prob=1.0)
-    np.testing.assert_allclose(children[0::2] + children[1::2],
-                               parents[0::2] + parents[1::2], atol=1e-6)
+    np.testing.assert_allclose(
+        children[0::2] + children[1::2], parents[0::2] + parents[1::2], atol=1e-6
+    )
     changed = (children != parents).mean()
     assert abs(changed - 0.5) < 0.02  # prob_var: half the genes of a mated pair vary
 
@@ -230,8 +231,9 @@ def test_sbx_preserves_pair_mean_unbounded():
     """Unbounded SBX is exactly mean-preserving, and spreads children around the parents."""
     parents = rng(22).normal(0, 1, (4000, 6))
     children = sbx(parents, rng(23), RealVectorSpace(6), prob=1.0, prob_var=1.0)
-    np.testing.assert_allclose(children[0::2] + children[1::2],
-                               parents[0::2] + parents[1::2], atol=1e-9)
+    np.testing.assert_allclose(
+        children[0::2] + children[1::2], parents[0::2] + parents[1::2], atol=1e-9
+    )
     assert (children != parents).mean() > 0.99
 
 
@@ -274,7 +276,7 @@ def test_seed_flip_fraction_of_genomes_changed():
 
 
 def test_seed_flip_count_bounded_by_gene_fraction():
-    """A changed genome flips at most round(gene_fraction x L) genes; every count up to it occurs."""
+    """A changed genome flips at most round(gene_fraction x L) genes; all counts up to it occur."""
     genomes = BinarySpace(100).sample(5000, rng(30))
     mutated = seed_flip(genomes, rng(31), BinarySpace(100), genome_prob=1.0, gene_fraction=0.04)
     flips = (mutated != genomes).sum(axis=1)
@@ -331,8 +333,10 @@ def test_zero_out_fraction():
     genomes = rng(39).uniform(1.0, 2.0, (500, 400))
     space = RealVectorSpace(400)
     for rate in (None, 0.3):
-        mutated = zero_out(genomes, rng(40), space) if rate is None else zero_out(
-            genomes, rng(40), space, rate=rate
+        mutated = (
+            zero_out(genomes, rng(40), space)
+            if rate is None
+            else zero_out(genomes, rng(40), space, rate=rate)
         )
         zeroed = mutated == 0
         assert abs(zeroed.mean() - (rate or 0.01)) < (0.002 if rate is None else 0.01)
@@ -366,8 +370,12 @@ def test_mutation_returns_new_array(name):
     space = BinarySpace(20) if "binary" in kinds else RealVectorSpace(20, 0.0, 1.0)
     genomes = space.sample(50, rng(45))
     before = genomes.copy()
-    fn = MUTATION.build({"name": name, "rate": 1.0} if "rate" in MUTATION.get(name).params
-                        else {"name": name, "genome_prob": 1.0}, "m")
+    fn = MUTATION.build(
+        {"name": name, "rate": 1.0}
+        if "rate" in MUTATION.get(name).params
+        else {"name": name, "genome_prob": 1.0},
+        "m",
+    )
     mutated = fn(genomes, rng(46), space)
     np.testing.assert_array_equal(genomes, before)
     assert mutated.shape == genomes.shape and mutated.dtype == genomes.dtype

@@ -71,7 +71,11 @@ def test_out_of_range_or_mistyped_value_rejected_with_key_path(registry, spec, p
 
 @pytest.mark.parametrize(
     "registry, name, kind",
-    [(CROSSOVER, "sbx", "binary"), (MUTATION, "bit_flip", "real"), (MUTATION, "zero_out", "binary")],
+    [
+        (CROSSOVER, "sbx", "binary"),
+        (MUTATION, "bit_flip", "real"),
+        (MUTATION, "zero_out", "binary"),
+    ],
 )
 def test_operator_on_wrong_genome_kind_rejected(registry, name, kind):
     """An operator declared for other genome kinds cannot be built for this one."""

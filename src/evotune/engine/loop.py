@@ -96,6 +96,7 @@ class SearchLoop:
     def run(self) -> dict[str, Any]:
         """Run generations until a stop rule holds; write and return the summary."""
         self._started = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             while (reason := self.stop_reason()) is None:
                 self._run_generation()

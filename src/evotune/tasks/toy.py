@@ -3,6 +3,7 @@ OneMax (binary), ZDT1/ZDT2 (two objectives, real vector) and a mixed-space spher
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,7 +14,24 @@ from evotune.engine.spaces import BinarySpace, Choice, Int, MixedSpace, Real, Re
 from evotune.tasks.base import Section, Task
 
 
-class OneMax(Task):
+class ToyFitness(Section):
+    delay: float = Field(
+        0.0, ge=0, description="seconds to sleep per evaluation: simulates an expensive fitness"
+    )
+
+
+class ToyTask(Task):
+    """Shared by the toy tasks: the optional delay."""
+
+    Fitness = ToyFitness
+    delay = 0.0
+
+    def pause(self, n: int) -> None:
+        if self.delay:
+            time.sleep(self.delay * n)
+
+
+class OneMax(ToyTask):
     name = "onemax"
     description = "maximise the number of ones in a bit string (binary genome)"
     genome_kind = "binary"
@@ -30,14 +48,17 @@ class OneMax(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> OneMax:
-        return cls(config.task.length, config.task.frozen_prefix)
+        task = cls(config.task.length, config.task.frozen_prefix)
+        task.delay = config.fitness.delay
+        return task
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        self.pause(len(genomes))
         ones = genomes.sum(axis=1)
         return [Evaluation((float(n),), {"fraction": float(n) / genomes.shape[1]}) for n in ones]
 
 
-class ZDT(Task):
+class ZDT(ToyTask):
     """Zitzler-Deb-Thiele test problems: two minimised objectives on [0, 1]^n."""
 
     genome_kind = "real"
@@ -53,9 +74,12 @@ class ZDT(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> ZDT:
-        return cls(config.task.n_var)
+        task = cls(config.task.n_var)
+        task.delay = config.fitness.delay
+        return task
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        self.pause(len(genomes))
         f1 = genomes[:, 0]
         g = 1.0 + 9.0 * genomes[:, 1:].sum(axis=1) / (genomes.shape[1] - 1)
         ratio = f1 / g
@@ -78,7 +102,7 @@ class ZDT2(ZDT):
     shape = "concave"
 
 
-class MixedSphere(Task):
+class MixedSphere(ToyTask):
     """A shifted sphere over mixed genes, shaped like a hyperparameter search: the
     optimum is x = 1.5, lr = 1e-3, depth = 7, activation = 'gelu' (fitness 0)."""
 
@@ -98,9 +122,12 @@ class MixedSphere(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> MixedSphere:
-        return cls()
+        task = cls()
+        task.delay = config.fitness.delay
+        return task
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        self.pause(len(genomes))
         out = []
         for genome in genomes:
             v = self.space.decode(genome)
