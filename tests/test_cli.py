@@ -38,28 +38,40 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 
 
 def evotune(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evotune", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "evotune", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def comparable_run(run_dir: Path) -> dict:
     """Everything a run produced except wall-clock times."""
+
     def lines(name):
         rows = [json.loads(x) for x in (run_dir / name).read_text().splitlines()]
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("wall_seconds")
-    return {"journal": lines("journal.jsonl"), "generations": lines("generations.jsonl"),
-            "summary": summary}
+    return {
+        "journal": lines("journal.jsonl"),
+        "generations": lines("generations.jsonl"),
+        "summary": summary,
+    }
 
 
 def test_run_writes_the_run_directory(tmp_path, capsys):
     config = write(tmp_path, "task: {name: onemax, length: 20}\nsearch: {generations: 5}\n")
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 0
     run = tmp_path / "run"
-    for name in ("config.yaml", "journal.jsonl", "generations.jsonl", "summary.json",
-                 "report.html", "state/checkpoint.npz", "plots/fitness.png"):
+    for name in (
+        "config.yaml",
+        "journal.jsonl",
+        "generations.jsonl",
+        "summary.json",
+        "report.html",
+        "state/checkpoint.npz",
+        "plots/fitness.png",
+    ):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == "onemax" and summary["generations"] == 5
@@ -77,8 +89,13 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["run", "missing.yaml"], ["frobnicate"], ["resume", "no-such-run"], ["report", "nowhere"],
-     ["run"]],
+    [
+        ["run", "missing.yaml"],
+        ["frobnicate"],
+        ["resume", "no-such-run"],
+        ["report", "nowhere"],
+        ["run"],
+    ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, args):
     assert main(args) == 2
@@ -111,8 +128,11 @@ def test_list_discovers_operators_by_pattern(capsys):
 
 def kill_after(config: Path, out: Path, lines: int) -> None:
     """Start a run in a subprocess and SIGKILL it once the journal has `lines` lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "evotune", "run", str(config), "--out",
-                             str(out), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evotune", "run", str(config), "--out", str(out), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -139,17 +159,43 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, config_text, kill_at):
 
 def test_resume_extends_generations_like_a_longer_run(tmp_path):
     config = write(tmp_path, "task: {name: onemax, length: 30}\noutput: {report: false}\n")
-    assert main(["run", str(config), "--out", str(tmp_path / "long"), "-q",
-                 "--set", "search.generations=9"]) == 0
-    assert main(["run", str(config), "--out", str(tmp_path / "short"), "-q",
-                 "--set", "search.generations=4"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(config),
+                "--out",
+                str(tmp_path / "long"),
+                "-q",
+                "--set",
+                "search.generations=9",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "run",
+                str(config),
+                "--out",
+                str(tmp_path / "short"),
+                "-q",
+                "--set",
+                "search.generations=4",
+            ]
+        )
+        == 0
+    )
     assert main(["resume", str(tmp_path / "short"), "-q", "--set", "search.generations=9"]) == 0
     assert comparable_run(tmp_path / "short") == comparable_run(tmp_path / "long")
 
 
 def test_resume_refuses_an_edited_config_and_non_stop_overrides(tmp_path, capsys):
-    config = write(tmp_path, "task: {name: onemax, length: 30}\nsearch: {generations: 2}\n"
-                             "output: {report: false}\n")
+    config = write(
+        tmp_path,
+        "task: {name: onemax, length: 30}\nsearch: {generations: 2}\noutput: {report: false}\n",
+    )
     run = tmp_path / "run"
     assert main(["run", str(config), "--out", str(run), "-q"]) == 0
     assert main(["resume", str(run), "--set", "search.population=50"]) == 2

@@ -38,8 +38,9 @@ def test_overrides_parse_yaml_values_and_expand_string_sections():
 
 
 def test_seed_preset_fills_unset_keys_and_user_values_win():
-    config = resolve({"task": "onemax", "search": {"preset": "seed", "population": 10,
-                                                   "elitism": 5}})
+    config = resolve(
+        {"task": "onemax", "search": {"preset": "seed", "population": 10, "elitism": 5}}
+    )
     assert config.search.population == 10 and config.search.elitism == 5
     assert config.search.operators.crossover == {"name": "sequential"}
     assert config.search.operators.selection == {"name": "truncation", "fraction": 0.5}
@@ -60,20 +61,50 @@ def test_resolved_config_round_trips_through_yaml():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("task: onemax\nsearch: {populaton: 5}\n", "search.populaton: unknown key (did you mean 'population'?)"),
-        ("task: onemax\nsearch: {population: -5}\n", "search.population: input should be greater than or equal to 1, got -5"),
-        ("task: onemax\nsearch: {generations: many}\n", "search.generations: input should be a valid integer"),
+        (
+            "task: onemax\nsearch: {populaton: 5}\n",
+            "search.populaton: unknown key (did you mean 'population'?)",
+        ),
+        (
+            "task: onemax\nsearch: {population: -5}\n",
+            "search.population: input should be greater than or equal to 1, got -5",
+        ),
+        (
+            "task: onemax\nsearch: {generations: many}\n",
+            "search.generations: input should be a valid integer",
+        ),
         ("task: onemx\n", "unknown task 'onemx' (did you mean 'onemax'?)"),
         ("task: {name: onemax, lenght: 3}\n", "task.lenght: unknown key (did you mean 'length'?)"),
-        ("task: onemax\nsearch: {operators: {crossover: sbx}}\n", "crossover 'sbx' works on real or mixed genomes"),
-        ("task: onemax\nsearch: {operators: {mutation: bitflip}}\n", "unknown mutation 'bitflip' (did you mean 'bit_flip'?)"),
-        ("task: onemax\nsearch: {operators: {mutation: {name: bit_flip, rat: 0.1}}}\n", "search.operators.mutation.rat: unknown parameter"),
-        ("task: onemax\nsearch: {operators: {crossover: {name: uniform, swap: 2}}}\n", "search.operators.crossover.swap: input should be less than or equal to 1"),
-        ("task: onemax\nsearch: {elitism: 24}\n", "elitism (24) must be smaller than population (24)"),
-        ("task: onemax\nsearch: {preset: selectiv-tuning}\n", "unknown preset 'selectiv-tuning' (did you mean 'selective-tuning'?)"),
+        (
+            "task: onemax\nsearch: {operators: {crossover: sbx}}\n",
+            "crossover 'sbx' works on real or mixed genomes",
+        ),
+        (
+            "task: onemax\nsearch: {operators: {mutation: bitflip}}\n",
+            "unknown mutation 'bitflip' (did you mean 'bit_flip'?)",
+        ),
+        (
+            "task: onemax\nsearch: {operators: {mutation: {name: bit_flip, rat: 0.1}}}\n",
+            "search.operators.mutation.rat: unknown parameter",
+        ),
+        (
+            "task: onemax\nsearch: {operators: {crossover: {name: uniform, swap: 2}}}\n",
+            "search.operators.crossover.swap: input should be less than or equal to 1",
+        ),
+        (
+            "task: onemax\nsearch: {elitism: 24}\n",
+            "elitism (24) must be smaller than population (24)",
+        ),
+        (
+            "task: onemax\nsearch: {preset: selectiv-tuning}\n",
+            "unknown preset 'selectiv-tuning' (did you mean 'selective-tuning'?)",
+        ),
         ("task: zdt1\nsearch: {preset: seed}\n", "task 'zdt1' has no seed preset"),
         ("task: onemax\ndata: {source: idx}\n", "data: task 'onemax' takes no data section"),
-        ("task: onemax\nfitness: {delay: -1}\n", "fitness.delay: input should be greater than or equal to 0"),
+        (
+            "task: onemax\nfitness: {delay: -1}\n",
+            "fitness.delay: input should be greater than or equal to 0",
+        ),
         ("task: onemax\nexecutor: {kind: spark}\n", "executor.kind: input should be 'local'"),
         ("search: {population: 3}\n", "task: required key is missing"),
         ("task: onemax\nsearch: [1, 2\n", "invalid YAML at line"),

@@ -28,7 +28,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
         help="override a config value (repeatable), e.g. --set search.population=50",
     )
 
@@ -66,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list tasks, algorithms, operators or presets")
     listing.add_argument(
-        "what", choices=["tasks", "algorithms", "operators", "presets"], nargs="?",
+        "what",
+        choices=["tasks", "algorithms", "operators", "presets"],
+        nargs="?",
         default="operators",
     )
     listing.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*point'")
@@ -93,7 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evotune.runner import default_run_dir, start
 
     config = load_config(args.config, args.overrides)
-    run_dir = args.out or (Path(config.output.dir) if config.output.dir else default_run_dir(config))
+    configured = Path(config.output.dir) if config.output.dir else None
+    run_dir = args.out or configured or default_run_dir(config)
     return _search(lambda cb: start(config, run_dir, cb), config, run_dir, args.quiet)
 
 
@@ -136,8 +143,10 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
     names = [o["name"] for o in summary["objectives"]]
     fitness = ", ".join(f"{n}={v:.6g}" for n, v in zip(names, best["fitness"])) if best else "-"
     print(f"run directory: {run_dir}")
-    print(f"best: {fitness}  (stopped by {summary['stopped_by']}, "
-          f"{summary['evaluations']} evaluations, {summary['wall_seconds']:.1f}s)")
+    print(
+        f"best: {fitness}  (stopped by {summary['stopped_by']}, "
+        f"{summary['evaluations']} evaluations, {summary['wall_seconds']:.1f}s)"
+    )
     if len(names) > 1:
         print(f"pareto front: {len(summary['pareto'])} points")
     if (run_dir / "report.html").exists():

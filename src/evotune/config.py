@@ -141,8 +141,9 @@ def load_yaml(path: Path | str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of sections (task, search, ...), "
-                        f"got {type(raw).__name__}")
+        raise UserError(
+            f"{path}: expected a mapping of sections (task, search, ...), got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -247,8 +248,9 @@ def _optional_section(
 def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
     """model(**raw), with pydantic's errors turned into one UserError naming the keys."""
     if not isinstance(raw, dict):
-        raise UserError(f"{where or 'config'}: expected a mapping, got {raw!r} "
-                        f"({type(raw).__name__})")
+        raise UserError(
+            f"{where or 'config'}: expected a mapping, got {raw!r} ({type(raw).__name__})"
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as err:

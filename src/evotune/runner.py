@@ -49,13 +49,15 @@ def build_algorithm(
     pop = search.population
     if name == "ga":
         elitism = 1 if search.elitism is None else search.elitism
-        return GeneticAlgorithm(space, rng, pop, ops["selection"], ops["crossover"],
-                                ops["mutation"], elitism=elitism)
+        return GeneticAlgorithm(
+            space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"], elitism=elitism
+        )
     if name == "nsga2":
         return NSGA2(space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"])
     if name == "annealing":
-        return SimulatedAnnealing(space, rng, pop, ops["mutation"],
-                                  temperature=search.temperature, cooling=search.cooling)
+        return SimulatedAnnealing(
+            space, rng, pop, ops["mutation"], temperature=search.temperature, cooling=search.cooling
+        )
     return RandomSearch(space, rng, pop)
 
 
@@ -123,9 +125,7 @@ def load_resume_config(run_dir: Path, overrides: list[str] | None = None) -> Run
     return resolve(apply_overrides(load_yaml(config_path), overrides or []))
 
 
-def resume(
-    run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None
-) -> dict[str, Any]:
+def resume(run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Continue the run in `run_dir` with `config` (from `load_resume_config`)."""
     task = config.task_class.from_config(config)
     loop = _make_loop(config, task, run_dir, callbacks)
@@ -165,8 +165,7 @@ def _check_same_config(saved: dict[str, Any] | None, now: dict[str, Any], run_di
 def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         keys = sorted(set(a) | set(b))
-        return [k for key in keys for k in _differing_keys(a.get(key), b.get(key),
-                                                            f"{prefix}{key}.")]
+        return [
+            k for key in keys for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        ]
     return [] if a == b else [prefix.rstrip(".")]
-
-

@@ -44,8 +44,13 @@ def make_loop(tmp_path, problem, stop, algorithm="ga", seed=0, batch_size=None, 
         algo = RandomSearch(problem.space, rng, population)
     else:
         algo = GeneticAlgorithm(
-            problem.space, rng, population, SELECTION.build("tournament", "s"),
-            CROSSOVER.build("uniform", "c"), MUTATION.build("bit_flip", "m"), elitism=1,
+            problem.space,
+            rng,
+            population,
+            SELECTION.build("tournament", "s"),
+            CROSSOVER.build("uniform", "c"),
+            MUTATION.build("bit_flip", "m"),
+            elitism=1,
         )
     return SearchLoop(problem, algo, rng, tmp_path, seed, stop, LocalExecutor(batch_size))
 
@@ -82,7 +87,9 @@ def test_target_stops_the_run(tmp_path):
 
 def test_one_generation_record_per_generation_and_elitist_best_never_drops(tmp_path):
     make_loop(tmp_path, CountingOnes(40), StopRules(generations=12)).run()
-    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()
+    ]
     assert [r["generation"] for r in records] == list(range(12))
     best = [r["best"][0] for r in records]
     assert best == sorted(best)
@@ -94,10 +101,18 @@ def test_hypervolume_is_recorded_for_several_objectives(tmp_path):
 
     problem = CountingOnes(10, objectives=2)
     rng = np.random.default_rng(0)
-    algo = NSGA2(problem.space, rng, 6, SELECTION.build("tournament", "s"),
-                 CROSSOVER.build("uniform", "c"), MUTATION.build("bit_flip", "m"))
+    algo = NSGA2(
+        problem.space,
+        rng,
+        6,
+        SELECTION.build("tournament", "s"),
+        CROSSOVER.build("uniform", "c"),
+        MUTATION.build("bit_flip", "m"),
+    )
     SearchLoop(problem, algo, rng, tmp_path, 0, StopRules(generations=3), LocalExecutor()).run()
-    records = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()
+    ]
     assert all(r["hypervolume"] is not None and r["hypervolume"] >= 0 for r in records)
 
 

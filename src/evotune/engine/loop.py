@@ -176,8 +176,10 @@ class SearchLoop:
         if todo:
             seeds = np.array([evaluation_seed(self.seed, hashes[i]) for i in todo], dtype=np.int64)
             for chunk, results, seconds in self.executor.map(self.problem, genomes[todo], seeds):
-                done = [self._record(todo[j], hashes[todo[j]], genomes[todo[j]], r, seconds)
-                        for j, r in zip(chunk, results)]
+                done = [
+                    self._record(todo[j], hashes[todo[j]], genomes[todo[j]], r, seconds)
+                    for j, r in zip(chunk, results)
+                ]
                 for entry in done:
                     entries[entry["index"]] = entry
                 self.journal.append(done)
@@ -238,8 +240,13 @@ class SearchLoop:
 
     def _cached(self, index: int, key: str) -> dict[str, Any]:
         first = self.archive[key]
-        return {**first, "generation": self.generation, "index": index, "seconds": 0.0,
-                "cached": True}
+        return {
+            **first,
+            "generation": self.generation,
+            "index": index,
+            "seconds": 0.0,
+            "cached": True,
+        }
 
     def _remember(self, entry: dict[str, Any]) -> None:
         self.archive.setdefault(entry["hash"], entry)
@@ -340,10 +347,11 @@ class SearchLoop:
     def _check_compatible(self, meta: dict[str, Any]) -> None:
         if meta.get("format") != FORMAT_VERSION:
             raise UserError(f"checkpoint format {meta.get('format')} is not {FORMAT_VERSION}")
-        if meta["space"] != self.problem.space.describe():
+        now = self.problem.space.describe()
+        if meta["space"] != now:
             raise UserError(
                 f"{self.run_dir}: the genome layout differs from the checkpoint's "
-                f"(checkpoint: {_short(meta['space'])}; now: {_short(self.problem.space.describe())})"
+                f"(checkpoint: {_short(meta['space'])}; now: {_short(now)})"
             )
         if meta["algorithm"] != self.algorithm.name:
             raise UserError(

@@ -111,9 +111,7 @@ class BinarySpace(Space):
         if length < 1:
             raise GenomeError(f"binary genome length must be >= 1, got {length!r}")
         if not 0 <= frozen_prefix < length:
-            raise GenomeError(
-                f"frozen_prefix must be in [0, {length}), got {frozen_prefix!r}"
-            )
+            raise GenomeError(f"frozen_prefix must be in [0, {length}), got {frozen_prefix!r}")
         if ones_fraction != "uniform" and not (
             isinstance(ones_fraction, (int, float)) and 0.0 <= ones_fraction <= 1.0
         ):

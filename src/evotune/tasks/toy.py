@@ -113,12 +113,14 @@ class MixedSphere(ToyTask):
     objectives = (Objective("distance", "min"),)
 
     def __init__(self) -> None:
-        self.space = MixedSpace([
-            Real("x", -5.0, 5.0),
-            Real("lr", 1e-6, 1e-1, log=True),
-            Int("depth", 1, 12),
-            Choice("activation", ("relu", "tanh", "gelu")),
-        ])
+        self.space = MixedSpace(
+            [
+                Real("x", -5.0, 5.0),
+                Real("lr", 1e-6, 1e-1, log=True),
+                Int("depth", 1, 12),
+                Choice("activation", ("relu", "tanh", "gelu")),
+            ]
+        )
 
     @classmethod
     def from_config(cls, config: Any) -> MixedSphere:

@@ -12,7 +12,7 @@ Algorithms repair children with `space.repair` after mutation, so operators need
 keep forced genes, bounds or integrality themselves.
 """
 
-from evotune.engine.operators.base import CROSSOVER, MUTATION, SELECTION
 from evotune.engine.operators import crossover, mutation, selection  # noqa: F401  (registers)
+from evotune.engine.operators.base import CROSSOVER, MUTATION, SELECTION
 
 __all__ = ["CROSSOVER", "MUTATION", "SELECTION"]

@@ -107,5 +107,3 @@ def polynomial(
     mutate = rng.random(x.shape) < per_gene_rate(rate, x.shape[1])
     out = np.where(mutate, x + delta * width, x)
     return np.clip(out, space.lower, space.upper).astype(genomes.dtype)
-
-
