@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evotune.engine.loop import Callbacks
 
 
-def format_record(record: dict[str, Any], names: list[str]) -> str:
-    """'gen 3  best ones=87  mean ones=80.2  hv 0.861  evals 240  1.2s'."""
-    parts = [f"gen {record['generation']:>3}"]
+def format_record(record: dict[str, Any], names: list[str], generation: bool = True) -> str:
+    """'gen   3  best ones=87  mean ones=80.2  hv 0.861  evals 240  1.2s'."""
+    parts = [f"gen {record['generation']:>3}"] if generation else []
     if record["best"] is not None:
         parts.append("best " + " ".join(f"{n}={v:.4g}" for n, v in zip(names, record["best"])))
         parts.append("mean " + " ".join(f"{n}={v:.4g}" for n, v in zip(names, record["mean"])))
@@ -44,6 +44,7 @@ class ConsoleProgress(Callbacks):
         self.console = Console(file=self.stream)
         self.progress: Progress | None = None
         self.bar = None
+        self.last_line = ""
 
     def generation_started(self, generation: int, size: int) -> None:
         if not self.interactive:
@@ -60,18 +61,19 @@ class ConsoleProgress(Callbacks):
             )
             self.progress.start()
             self.bar = self.progress.add_task("search", total=size, generation=0, line="")
-        self.progress.reset(self.bar, total=size, generation=generation)
+        # reset() replaces all fields: pass the last generation's line on.
+        self.progress.reset(self.bar, total=size, generation=generation, line=self.last_line)
 
     def evaluated(self, count: int) -> None:
         if self.progress is not None:
             self.progress.advance(self.bar, count)
 
     def generation_finished(self, record: dict[str, Any]) -> None:
-        line = format_record(record, self.names)
         if self.progress is not None:
-            self.progress.update(self.bar, line=line.split("  ", 1)[1])
+            self.last_line = format_record(record, self.names, generation=False)
+            self.progress.update(self.bar, line=self.last_line)
         elif not self.quiet and record["generation"] % self.every == 0:
-            print(line, file=self.stream, flush=True)
+            print(format_record(record, self.names), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.progress is not None:
