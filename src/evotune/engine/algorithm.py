@@ -57,9 +57,36 @@ class Algorithm(ABC):
         self.genomes = state.get("genomes")
         self.losses = state.get("losses")
 
-    def _vary(self, parents: np.ndarray, crossover: Variation, mutation: Variation) -> np.ndarray:
-        children = crossover(parents, self.rng, self.space)
-        children = mutation(children, self.rng, self.space)
+    def _keep_best(self, genomes: np.ndarray, losses: np.ndarray) -> None:
+        """Population := the best `population` of the current one plus these."""
+        if self.genomes is not None:
+            genomes = np.concatenate([self.genomes, genomes])
+            losses = np.concatenate([self.losses, losses])
+        genomes, losses = sort_by_loss(genomes, losses)
+        self.genomes = genomes[: self.population_size]
+        self.losses = losses[: self.population_size]
+
+
+class BreedingAlgorithm(Algorithm):
+    """An algorithm that breeds children by selection, crossover and mutation."""
+
+    def __init__(
+        self,
+        space: Space,
+        rng: np.random.Generator,
+        population: int,
+        selection: Selection,
+        crossover: Variation,
+        mutation: Variation,
+    ) -> None:
+        super().__init__(space, rng, population)
+        self.select, self.crossover, self.mutation = selection, crossover, mutation
+
+    def breed(self, scores: np.ndarray, n: int) -> np.ndarray:
+        """`n` children of parents selected on `scores` (lower is better)."""
+        parents = self.genomes[self.select(scores, n, self.rng)]
+        children = self.crossover(parents, self.rng, self.space)
+        children = self.mutation(children, self.rng, self.space)
         return self.space.repair(children)
 
 

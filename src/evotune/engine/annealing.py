@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from evotune.engine.algorithm import Algorithm, Variation, sort_by_loss
+from evotune.engine.algorithm import Algorithm, Variation
 from evotune.engine.spaces import Space
 
 
@@ -68,14 +68,6 @@ class SimulatedAnnealing(Algorithm):
     def _move(self, genome: np.ndarray, loss: float) -> None:
         self.current, self.current_loss = genome.copy(), float(loss)
 
-    def _keep_best(self, genomes: np.ndarray, losses: np.ndarray) -> None:
-        """The reported population: the best `population` genomes seen so far."""
-        if self.genomes is not None:
-            genomes = np.concatenate([self.genomes, genomes])
-            losses = np.concatenate([self.losses, losses])
-        genomes, losses = sort_by_loss(genomes, losses)
-        self.genomes, self.losses = genomes[: self.population_size], losses[: self.population_size]
-
     def state_dict(self) -> dict[str, np.ndarray]:
         state = super().state_dict()
         if self.current is not None:
@@ -105,8 +97,4 @@ class RandomSearch(Algorithm):
         return self.space.sample(self.population_size, self.rng)
 
     def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
-        if self.genomes is not None:
-            genomes = np.concatenate([self.genomes, genomes])
-            losses = np.concatenate([self.losses, losses])
-        genomes, losses = sort_by_loss(genomes, losses)
-        self.genomes, self.losses = genomes[: self.population_size], losses[: self.population_size]
+        self._keep_best(genomes, losses)

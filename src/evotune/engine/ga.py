@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from evotune.engine.algorithm import Algorithm, Selection, Variation, sort_by_loss
+from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation, sort_by_loss
 from evotune.engine.spaces import Space
 
 
-class GeneticAlgorithm(Algorithm):
+class GeneticAlgorithm(BreedingAlgorithm):
     """Generational GA. Each generation keeps the best `elitism` members unchanged and
     breeds `population - elitism` children; elites are not re-evaluated.
 
@@ -28,18 +28,15 @@ class GeneticAlgorithm(Algorithm):
         mutation: Variation,
         elitism: int = 1,
     ) -> None:
-        super().__init__(space, rng, population)
+        super().__init__(space, rng, population, selection, crossover, mutation)
         if not 0 <= elitism < population:
             raise ValueError(f"elitism must be in [0, population), got {elitism}")
         self.elitism = elitism
-        self.select, self.crossover, self.mutation = selection, crossover, mutation
 
     def ask(self) -> np.ndarray:
         if self.genomes is None:
             return self.space.sample(self.population_size, self.rng)
-        n_children = self.population_size - self.elitism
-        parents = self.select(self.losses[:, 0], n_children, self.rng)
-        return self._vary(self.genomes[parents], self.crossover, self.mutation)
+        return self.breed(self.losses[:, 0], self.population_size - self.elitism)
 
     def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
         if self.genomes is not None and self.elitism:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evotune.engine.algorithm import Algorithm, Selection, Variation
+from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation
 from evotune.engine.spaces import Space
 
 
@@ -61,7 +61,7 @@ def crowded_order(losses: np.ndarray) -> np.ndarray:
     return position
 
 
-class NSGA2(Algorithm):
+class NSGA2(BreedingAlgorithm):
     """NSGA-II. Offspring that duplicate a member or each other are bred again (up to a
     few tries), as pymoo does, so the population does not fill with copies."""
 
@@ -78,8 +78,7 @@ class NSGA2(Algorithm):
         mutation: Variation,
         max_tries: int = 10,
     ) -> None:
-        super().__init__(space, rng, population)
-        self.select, self.crossover, self.mutation = selection, crossover, mutation
+        super().__init__(space, rng, population, selection, crossover, mutation)
         self.max_tries = max_tries
 
     def ask(self) -> np.ndarray:
@@ -89,8 +88,7 @@ class NSGA2(Algorithm):
         seen = {self.space.hash(g) for g in self.genomes}
         kept: list[np.ndarray] = []
         for _ in range(self.max_tries):
-            parents = self.select(position, self.population_size, self.rng)
-            for child in self._vary(self.genomes[parents], self.crossover, self.mutation):
+            for child in self.breed(position, self.population_size):
                 key = self.space.hash(child)
                 if key not in seen and len(kept) < self.population_size:
                     seen.add(key)

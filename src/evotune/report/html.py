@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from evotune.engine.state import atomic_write_text
 from evotune.report.rundata import RunData, floats
 
 PARETO_ROWS = 50
@@ -48,16 +47,8 @@ figcaption { color: #555; font-size: 0.9em; }
 
 def write_html(run: RunData, plots: dict[str, Path], path: Path) -> Path:
     """Render the page and write it atomically (temp file in the same dir, os.replace)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report.", suffix=".html")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(render_html(run, plots))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    atomic_write_text(Path(path), render_html(run, plots))
+    return Path(path)
 
 
 def render_html(run: RunData, plots: dict[str, Path]) -> str:
