@@ -255,15 +255,17 @@ class SearchLoop:
     # ---- statistics, checkpoint, summary ----------------------------------------
 
     def _generation_record(self, cached: int, seconds: float) -> dict[str, Any]:
-        _, losses = self.algorithm.population()
+        genomes, losses = self.algorithm.population()
         signs = np.array([-1.0 if o.direction == "max" else 1.0 for o in self.objectives])
         finite = np.isfinite(losses).all(axis=1)
         natural = losses[finite] * signs
         has_rows = len(natural) > 0
+        leader = int(np.lexsort(losses.T[::-1])[0])  # best on the first objective
         return {
             "generation": self.generation,
             "best": (np.min(losses[finite], axis=0) * signs).tolist() if has_rows else None,
             "mean": natural.mean(axis=0).tolist() if has_rows else None,
+            "best_hash": self.problem.space.hash(genomes[leader]),
             "hypervolume": self._hypervolume(losses[finite]),
             "evaluations": self.evaluations,
             "cached": cached,
