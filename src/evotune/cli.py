@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evotune import __version__
-from evotune.errors import UserError
+from evotune.errors import RunError, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,7 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the built-in demo (no data, no download)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_set(demo)
     _add_quiet(demo)
+
+    pre = sub.add_parser(
+        "pretrain", help="train a backbone on source data; save a file: checkpoint"
+    )
+    pre.add_argument("config", type=Path)
+    _add_set(pre)
+    pre.add_argument("--out", type=Path, help="checkpoint path (default: pretrain.out)")
+
+    models = sub.add_parser("models", help="list the backbones that can be built")
+    models.add_argument("pattern", nargs="?", default="*", help="e.g. 'torchvision:res*'")
+    models.add_argument("--genes", action="store_true", help="build each to count its genes")
+
+    export = sub.add_parser("export", help="retrain a run's best genome and save the model")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="model file (.safetensors)")
+    export.add_argument("--epochs", type=int, help="training epochs (default: the run's)")
 
     listing = sub.add_parser("list", help="list tasks, algorithms, operators or presets")
     listing.add_argument(
@@ -86,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunError as err:  # e.g. too many failed evaluations: resumable, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("\ninterrupted: `evotune resume RUN_DIR` continues the run", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -116,8 +136,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from evotune.config import load_config
     from evotune.runner import start
 
+    backbone = demo_backbone(quiet=args.quiet)
     with resources.as_file(resources.files("evotune") / "configs" / "demo.yaml") as path:
-        config = load_config(path)
+        config = load_config(path, [f"model.backbone=file:{backbone}", *args.overrides])
     if (args.out / "journal.jsonl").exists():  # a demo is cheap: start it afresh
         import shutil
 
@@ -125,10 +146,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _search(lambda cb: start(config, args.out, cb), config, args.out, args.quiet)
 
 
+def demo_backbone(quiet: bool = False) -> Path:
+    """The demo's pretrained backbone: made once (about a minute), then cached."""
+    from evotune.paths import cache_dir
+    from evotune.pretrain import load_pretrain_config, pretrain
+
+    path = cache_dir("backbones") / "demo-small_cnn-digits0to4.safetensors"
+    if not path.exists():
+        if not quiet:
+            print(f"pretraining the demo backbone (once) -> {path}", file=sys.stderr)
+        with resources.as_file(
+            resources.files("evotune") / "configs" / "demo-pretrain.yaml"
+        ) as config:
+            pretrain(load_pretrain_config(config), path)
+    return path
+
+
 def _search(run: Callable[[Any], dict[str, Any]], config: Any, run_dir: Path, quiet: bool) -> int:
     from evotune.progress import ConsoleProgress
 
-    names = [o.name for o in config.task_class.objectives]
+    names = [o.name for o in config.task_class.objectives_for(config)]
     progress = ConsoleProgress(names, config.search.generations, quiet=quiet)
     try:
         summary = run(progress)
@@ -172,14 +209,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from evotune.config import ALGORITHMS, REGISTRIES
     from evotune.engine.presets import PRESETS
-    from evotune.tasks import TASKS
+    from evotune.tasks import TASKS, get_task
 
     def matching(names: list[str]) -> list[str]:
         return [n for n in sorted(names) if fnmatch.fnmatch(n, args.pattern)]
 
     if args.what == "tasks":
         for name in matching(list(TASKS)):
-            print(f"{name:<14} {TASKS[name].description}")
+            print(f"{name:<14} {get_task(name).description}")
     elif args.what == "algorithms":
         print("\n".join(matching(list(ALGORITHMS))))
     elif args.what == "presets":
@@ -193,7 +230,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from evotune.pretrain import load_pretrain_config, pretrain
+
+    result = pretrain(load_pretrain_config(args.config, args.overrides), args.out)
+    accuracy = f"val accuracy {result['val_accuracy']:.4f}"
+    if "test_accuracy" in result:
+        accuracy += f", test accuracy {result['test_accuracy']:.4f}"
+    print(f"pretrained {result['epochs']} epochs ({accuracy}) -> {result['path']}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from evotune.models import gene_counts, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise UserError(f"no backbone matches {args.pattern!r}; try `evotune models '*'`")
+    for name in names:
+        if args.genes:
+            counts = gene_counts(name)
+            print(f"{name:<44} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+        else:
+            print(name)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from evotune.export import export
+
+    result = export(args.run_dir, args.out, args.epochs)
+    line = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if isinstance(v, float))
+    print(f"exported -> {result['path']} ({line})")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "pretrain": cmd_pretrain,
+    "models": cmd_models,
+    "export": cmd_export,
     "run": cmd_run,
     "resume": cmd_resume,
     "validate": cmd_validate,

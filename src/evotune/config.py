@@ -70,8 +70,21 @@ class SearchConfig(Section):
 
 
 class ExecutorConfig(Section):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray"] = "local"
     batch_size: int | None = Field(None, ge=1, description="genomes per evaluation call")
+    max_failures: int | None = Field(
+        10, ge=1, description="failed evaluations in a row before the run stops (null: never)"
+    )
+    # Ray only (kind: ray)
+    address: str | None = Field(
+        None, description="null: start a local Ray; 'auto': join the running cluster; or HOST:PORT"
+    )
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per evaluation task")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per evaluation task (0.5: two per GPU)")
+    max_in_flight: int | None = Field(
+        None, ge=1, description="evaluation tasks submitted at once (null: as many as there are)"
+    )
+    max_retries: int = Field(3, ge=0, description="retries of a task whose worker process died")
 
 
 class OutputConfig(Section):
@@ -192,18 +205,18 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> RunConf
 
 def resolve(raw: dict[str, Any]) -> RunConfig:
     """Validate a raw config mapping into a RunConfig (presets applied, defaults filled)."""
-    root = _validate(RootConfig, raw, "")
+    root = validate_section(RootConfig, raw, "")
     task_name, options = split_spec(root.task, "task")
     task_class = get_task(task_name)
     search_raw = _with_preset(root.search, task_class)
-    search = _validate(SearchConfig, search_raw, "search")
+    search = validate_section(SearchConfig, search_raw, "search")
     search.operators = _resolve_operators(search, task_class.genome_kind)
     return RunConfig(
         task_class=task_class,
-        task=_validate(task_class.Options, options, "task"),
+        task=validate_section(task_class.Options, options, "task"),
         data=_optional_section(task_class.Data, root.data, "data", task_name),
         model=_optional_section(task_class.Model, root.model, "model", task_name),
-        fitness=_validate(task_class.Fitness, root.fitness, "fitness"),
+        fitness=validate_section(task_class.Fitness, root.fitness, "fitness"),
         search=search,
         executor=root.executor,
         output=root.output,
@@ -242,10 +255,10 @@ def _optional_section(
         if raw:
             raise UserError(f"{where}: task {task!r} takes no {where} section")
         return None
-    return _validate(model, raw or {}, where)
+    return validate_section(model, raw or {}, where)
 
 
-def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
+def validate_section(model: type[BaseModel], raw: Any, where: str) -> Any:
     """model(**raw), with pydantic's errors turned into one UserError naming the keys."""
     if not isinstance(raw, dict):
         raise UserError(
@@ -282,7 +295,7 @@ def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
-    return list(model.model_fields)
+    return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def stop_seconds(search: SearchConfig) -> float | None:

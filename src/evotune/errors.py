@@ -15,3 +15,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on (e.g. too many evaluations failed in a row). The run
+    directory stays resumable; the CLI prints the message, without a traceback, and
+    exits with code 1."""

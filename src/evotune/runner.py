@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from evotune.baselines import BaselineRunner, has_baselines
 from evotune.config import (
     REGISTRIES,
+    ExecutorConfig,
     RunConfig,
     SearchConfig,
     apply_overrides,
@@ -20,7 +22,7 @@ from evotune.config import (
 from evotune.engine.algorithm import Algorithm
 from evotune.engine.annealing import RandomSearch, SimulatedAnnealing
 from evotune.engine.ga import GeneticAlgorithm
-from evotune.engine.loop import Callbacks, SearchLoop, StopRules
+from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
 from evotune.engine.nsga2 import NSGA2
 from evotune.engine.spaces import Space
 from evotune.engine.state import atomic_write_text
@@ -28,7 +30,8 @@ from evotune.errors import UserError
 from evotune.executors import LocalExecutor
 from evotune.tasks import Task
 
-# Keys a resumed run may change: where to stop. Everything else must match the checkpoint.
+# Keys a resumed run may change: where to stop, and where evaluations run (results do not
+# depend on the executor). Everything else must match the checkpoint.
 STOP_KEYS = ("generations", "max_evaluations", "max_minutes", "target")
 
 
@@ -59,6 +62,22 @@ def build_algorithm(
             space, rng, pop, ops["mutation"], temperature=search.temperature, cooling=search.cooling
         )
     return RandomSearch(space, rng, pop)
+
+
+def build_executor(config: ExecutorConfig) -> Executor:
+    """The configured executor; Ray is imported only for `kind: ray`."""
+    if config.kind == "ray":
+        from evotune.executors.ray import RayExecutor
+
+        return RayExecutor(
+            address=config.address,
+            num_cpus=config.num_cpus,
+            num_gpus=config.num_gpus,
+            max_in_flight=config.max_in_flight,
+            max_retries=config.max_retries,
+            batch_size=config.batch_size,
+        )
+    return LocalExecutor(config.batch_size)
 
 
 def stop_rules(search: SearchConfig) -> StopRules:
@@ -94,9 +113,10 @@ def _make_loop(
         run_dir=run_dir,
         seed=config.search.seed,
         stop=stop_rules(config.search),
-        executor=LocalExecutor(config.executor.batch_size),
+        executor=build_executor(config.executor),
         callbacks=callbacks,
         extra_meta={"task": config.task_name, "config": _comparable(config.to_dict())},
+        max_failures=config.executor.max_failures,
     )
 
 
@@ -117,10 +137,10 @@ def load_resume_config(run_dir: Path, overrides: list[str] | None = None) -> Run
         raise UserError(f"{config_path} not found: is {run_dir} an evotune run directory?")
     for text in overrides or []:
         key = text.partition("=")[0].strip()
-        if key not in {f"search.{k}" for k in STOP_KEYS}:
+        if key not in {f"search.{k}" for k in STOP_KEYS} and not key.startswith("executor."):
             raise UserError(
                 f"--set {key}: a resumed run can only change its stop rules "
-                f"({', '.join('search.' + k for k in STOP_KEYS)})"
+                f"({', '.join('search.' + k for k in STOP_KEYS)}) and executor.*"
             )
     return resolve(apply_overrides(load_yaml(config_path), overrides or []))
 
@@ -138,6 +158,8 @@ def resume(run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None)
 
 def _finish(config: RunConfig, loop: SearchLoop, run_dir: Path) -> dict[str, Any]:
     summary = loop.run()
+    if has_baselines(loop.problem):
+        summary = BaselineRunner(loop, loop.callbacks).run(summary)
     if config.output.report:
         from evotune.report import write_report  # matplotlib: only when reporting
 
@@ -148,11 +170,13 @@ def _finish(config: RunConfig, loop: SearchLoop, run_dir: Path) -> dict[str, Any
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a config that must not change on resume, as JSON would store them."""
     search = {k: v for k, v in config["search"].items() if k not in STOP_KEYS}
-    kept = {**{k: v for k, v in config.items() if k != "output"}, "search": search}
-    return json.loads(json.dumps(kept))
+    kept = {k: v for k, v in config.items() if k not in ("output", "executor")}
+    return json.loads(json.dumps({**kept, "search": search}))
 
 
 def _check_same_config(saved: dict[str, Any] | None, now: dict[str, Any], run_dir: Path) -> None:
+    if saved is not None:  # checkpoints of earlier versions also stored the executor
+        saved = {k: v for k, v in saved.items() if k != "executor"}
     if saved is None or saved == now:
         return
     differing = sorted(_differing_keys(saved, now))

@@ -7,6 +7,12 @@ evaluation), `generations.jsonl` (one line per generation), `state/checkpoint.np
 Resuming restores the checkpoint (algorithm state and the run's random generator),
 then replays the generation that was cut short: its evaluations already in the journal
 are taken from there, so a killed run finishes exactly as an uninterrupted one.
+
+A failed evaluation (the task raised: see `executors/guard.py`) is journaled with its
+`error` and NaN fitness, and the run goes on. It is not cached: a failed genome asked
+again, in a later generation or after a resume, is evaluated again, so a transient
+failure (out of memory, a lost node) or a fixed bug gets a second chance. After
+`max_failures` failures in a row the run stops with a `RunError`, resumable.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from evotune.engine.algorithm import Algorithm
 from evotune.engine.journal import Journal, read_jsonl, rewrite_jsonl
 from evotune.engine.problem import Evaluation, Problem, evaluation_seed, losses_of
 from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
-from evotune.errors import UserError
+from evotune.errors import RunError, UserError
 
 CHECKPOINT = Path("state") / "checkpoint.npz"
 FORMAT_VERSION = 1
@@ -74,6 +80,7 @@ class SearchLoop:
         executor: Executor,
         callbacks: Callbacks | None = None,
         extra_meta: dict[str, Any] | None = None,
+        max_failures: int | None = None,
     ) -> None:
         self.problem, self.algorithm, self.rng = problem, algorithm, rng
         self.run_dir, self.seed, self.stop = Path(run_dir), seed, stop
@@ -83,6 +90,9 @@ class SearchLoop:
         self.objectives = problem.objectives
         self.archive: dict[str, dict[str, Any]] = {}  # hash -> first evaluation
         self.pending: dict[tuple[int, int], dict[str, Any]] = {}  # replayed on resume
+        self.failed: dict[str, dict[str, Any]] = {}  # hash -> this generation's failure
+        self.max_failures = max_failures  # failed evaluations in a row before stopping
+        self.failures_in_a_row = 0
         self.generation = 0
         self.evaluations = 0
         self.elapsed_before = 0.0
@@ -173,17 +183,23 @@ class SearchLoop:
         """Fitness of every genome (rows in order) and how many came from the cache."""
         entries: list[dict[str, Any] | None] = [self._replayed(i, h) for i, h in enumerate(hashes)]
         todo = self._first_unseen(entries, hashes)
+        self.failed = {}
         if todo:
             seeds = np.array([evaluation_seed(self.seed, hashes[i]) for i in todo], dtype=np.int64)
-            for chunk, results, seconds in self.executor.map(self.problem, genomes[todo], seeds):
-                done = [
-                    self._record(todo[j], hashes[todo[j]], genomes[todo[j]], r, seconds)
-                    for j, r in zip(chunk, results)
-                ]
-                for entry in done:
-                    entries[entry["index"]] = entry
-                self.journal.append(done)
-                self.callbacks.evaluated(len(done))
+            results = self.executor.map(self.problem, genomes[todo], seeds)
+            try:
+                for chunk, evaluations, seconds in results:
+                    done = [
+                        self._record(todo[j], hashes[todo[j]], genomes[todo[j]], r, seconds)
+                        for j, r in zip(chunk, evaluations)
+                    ]
+                    for entry in done:
+                        entries[entry["index"]] = entry
+                    self.journal.append(done)  # durable before a failure stop can raise
+                    self.callbacks.evaluated(len(done))
+                    self._count_failures(done)
+            finally:  # a stop or an interrupt mid-generation: cancel what is in flight
+                getattr(results, "close", lambda: None)()
         cached = [self._cached(i, h) for i, h in enumerate(hashes) if entries[i] is None]
         for entry in cached:
             entries[entry["index"]] = entry
@@ -219,12 +235,8 @@ class SearchLoop:
     def _record(
         self, index: int, key: str, genome: np.ndarray, result: Evaluation, seconds: float
     ) -> dict[str, Any]:
-        fitness = [float(v) for v in result.fitness]
-        if len(fitness) != len(self.objectives):
-            raise RuntimeError(
-                f"the task returned {len(fitness)} fitness values, expected "
-                f"{len(self.objectives)} ({', '.join(o.name for o in self.objectives)})"
-            )
+        failed = result.error is not None
+        fitness = [float("nan")] * len(self.objectives) if failed else self._fitness(result)
         entry = {
             "generation": self.generation,
             "index": index,
@@ -235,11 +247,39 @@ class SearchLoop:
             "seconds": round(seconds, 6),
             "cached": False,
         }
+        if failed:  # it cost an evaluation, but its fitness is unknown: not cached
+            entry["error"] = result.error
+            self.failed.setdefault(key, entry)
+            self.evaluations += 1
+            return entry
         self._remember(entry)
         return entry
 
+    def _fitness(self, result: Evaluation) -> list[float]:
+        fitness = [float(v) for v in result.fitness]
+        if len(fitness) != len(self.objectives):
+            raise RuntimeError(
+                f"the task returned {len(fitness)} fitness values, expected "
+                f"{len(self.objectives)} ({', '.join(o.name for o in self.objectives)})"
+            )
+        return fitness
+
+    def _count_failures(self, entries: list[dict[str, Any]]) -> None:
+        """Stop the run once `max_failures` evaluations in a row have failed."""
+        for entry in entries:
+            self.failures_in_a_row = self.failures_in_a_row + 1 if "error" in entry else 0
+            if self.max_failures is not None and self.failures_in_a_row >= self.max_failures:
+                count = self.failures_in_a_row
+                raise RunError(
+                    f"{count} evaluation{'s' * (count > 1)} failed in a row "
+                    f"(executor.max_failures: {self.max_failures}); last: generation "
+                    f"{entry['generation']} index {entry['index']}: {entry['error']}. "
+                    f"Every failure is in {self.journal.path}; fix the cause, then "
+                    f"`evotune resume {self.run_dir}` (failed evaluations are retried)"
+                )
+
     def _cached(self, index: int, key: str) -> dict[str, Any]:
-        first = self.archive[key]
+        first = self.archive.get(key) or self.failed[key]  # a failure repeated in a generation
         return {
             **first,
             "generation": self.generation,
@@ -326,7 +366,8 @@ class SearchLoop:
 
     def _best(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         losses = self._losses(entries)
-        order = np.lexsort(losses.T[::-1])  # first objective, then the next ones
+        # first objective, then the next ones; a row with a NaN (inf loss) only if all have
+        order = np.lexsort([*losses.T[::-1], ~np.isfinite(losses).all(axis=1)])
         return entries[int(order[0])]
 
     def _pareto(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -362,13 +403,19 @@ class SearchLoop:
             )
 
     def _reload_files(self) -> None:
-        """Drop partial lines and lines past the checkpoint; index the journal."""
+        """Drop partial lines and lines past the checkpoint; index the journal. Failures
+        of the interrupted generation are dropped too: they are evaluated again."""
         journal = read_jsonl(self.journal.path)
-        kept = [e for e in journal if e["generation"] <= self.generation]
+        now = self.generation
+        kept = [
+            e
+            for e in journal
+            if e["generation"] < now or (e["generation"] == now and "error" not in e)
+        ]
         rewrite_jsonl(self.journal.path, kept)
         for entry in kept:
             if entry["generation"] < self.generation:
-                if not entry["cached"]:
+                if not entry["cached"] and "error" not in entry:
                     self.archive.setdefault(entry["hash"], entry)
             else:
                 self.pending[(entry["generation"], entry["index"])] = entry

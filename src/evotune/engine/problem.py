@@ -23,10 +23,12 @@ class Objective:
 
 @dataclass
 class Evaluation:
-    """The outcome of evaluating one genome."""
+    """The outcome of evaluating one genome. A failed evaluation has NaN fitness and
+    `error` set to "<type>: <message>"; the loop journals it and does not cache it."""
 
     fitness: tuple[float, ...]
     metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 class Problem(Protocol):

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import numpy as np
 
 from evotune.engine.problem import Evaluation, Problem
+from evotune.executors.guard import evaluate_guarded
 
 
 class LocalExecutor:
     """Evaluates genomes in chunks of `batch_size` (default: the task's own preference,
-    else all at once), so the journal and the progress bar advance chunk by chunk."""
+    else all at once), so the journal and the progress bar advance chunk by chunk.
+    An evaluation that raises comes back as a failed Evaluation (see `guard`)."""
 
     def __init__(self, batch_size: int | None = None) -> None:
         self.batch_size = batch_size
@@ -24,9 +26,5 @@ class LocalExecutor:
         for start in range(0, len(genomes), size):
             chunk = np.arange(start, min(start + size, len(genomes)))
             began = time.perf_counter()
-            results = problem.evaluate(genomes[chunk], seeds[chunk])
-            if len(results) != len(chunk):
-                raise RuntimeError(
-                    f"task returned {len(results)} evaluations for {len(chunk)} genomes"
-                )
+            results = evaluate_guarded(problem, genomes[chunk], seeds[chunk])
             yield chunk, results, (time.perf_counter() - began) / len(chunk)

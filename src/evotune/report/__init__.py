@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from evotune.report.genome_plots import plot_fitness_vs_params, plot_layer_map
 from evotune.report.html import write_html
 from evotune.report.plots import plot_fitness, plot_hypervolume, plot_pareto
 from evotune.report.rundata import RunData, load_run
@@ -23,6 +24,8 @@ PLOTS: dict[str, Callable[[RunData, Path], Path | None]] = {
     "fitness": plot_fitness,
     "hypervolume": plot_hypervolume,
     "pareto": plot_pareto,
+    "layer_map": plot_layer_map,
+    "fitness_vs_params": plot_fitness_vs_params,
 }
 
 

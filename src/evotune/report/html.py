@@ -25,6 +25,8 @@ PLOT_CAPTIONS = {
     "fitness": "Best and mean fitness per generation (dotted lines: baselines).",
     "hypervolume": "Hypervolume of the population's front per generation.",
     "pareto": "Every evaluated genome, coloured by generation; circled: the Pareto front.",
+    "layer_map": "Trainable genes (dark) of each generation's best genome.",
+    "fitness_vs_params": "Each evaluated genome vs its trainable parameters; stars: baselines.",
 }
 
 CSS = """

@@ -47,6 +47,11 @@ class Task(ABC):
     batch_size: int | None = None  # genomes per evaluate() call; None: all at once
 
     @classmethod
+    def objectives_for(cls, config: RunConfig) -> tuple[Objective, ...]:
+        """The objectives a config asks for (known before the task is built)."""
+        return cls.objectives
+
+    @classmethod
     @abstractmethod
     def from_config(cls, config: RunConfig) -> Task:
         """Build the task (load data, models, ...) from a validated config."""

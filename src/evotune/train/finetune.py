@@ -115,7 +115,12 @@ def fit(
         )
         val_loss, val_acc = evaluate(model, *val)
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc}
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+            }
         )
         best_acc = max(best_acc, val_acc)
         watched = val_loss if settings.monitor == "val_loss" else train_loss
@@ -130,6 +135,4 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     best_val_loss = min(h["val_loss"] for h in history) if history else math.inf
-    return TrainResult(
-        best_acc, best_val_loss, len(history), time.perf_counter() - began, history
-    )
+    return TrainResult(best_acc, best_val_loss, len(history), time.perf_counter() - began, history)

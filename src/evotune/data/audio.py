@@ -1,0 +1,157 @@
+"""A folder of WAV/FLAC/OGG files -> log-mel spectrograms (1, n_mels, T).
+
+Labels come from the first-level sub-folder (`label.from: folder`) or from a file-name
+pattern (`label.from: pattern`, e.g. "{label}_{speaker}_{index}.wav"). Every other
+pattern field is kept per file: `split.test_where` and `split.group_by` use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from evotune.data.config import DataConfig, LabelConfig
+from evotune.data.labels import encode, sort_names
+from evotune.data.pattern import compile_pattern
+from evotune.data.raw import ErrorPolicy, Examples, Loaded, existing
+from evotune.data.spectrogram import SpectrogramParams, spectrograms
+from evotune.errors import UserError
+from evotune.paths import cache_dir
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+
+
+@dataclass
+class AudioFile:
+    path: Path
+    label: str
+    fields: dict[str, str]
+
+
+def load_audio(config: DataConfig) -> Loaded:
+    policy = ErrorPolicy(skip=config.on_error == "skip")
+    root = existing(config.path, "folder")
+    params = SpectrogramParams(
+        sample_rate=config.audio.sample_rate,
+        trim_db=config.audio.trim_db,
+        duration=config.audio.duration,
+        pad=config.audio.pad,
+        n_mels=config.audio.n_mels,
+        n_fft=config.audio.n_fft,
+        hop_length=config.audio.hop_length,
+    )
+    cache_dir = _cache_dir(config)
+    read = _Reader(params, cache_dir, config.audio.workers, policy, config.label)
+    files, x = read(root)
+    classes = sort_names(f.label for f in files)
+    loaded = Loaded(data=_examples(files, x, classes, str(root)), classes=classes, origin=str(root))
+    if config.test_path is not None:
+        test_root = existing(config.test_path, "folder", key="data.test_path")
+        test_files, test_x = read(test_root)
+        loaded.test = _examples(test_files, test_x, classes, str(test_root))
+        loaded.test_origin = str(test_root)
+    loaded.notes = policy.notes()
+    return loaded
+
+
+@dataclass
+class _Reader:
+    params: SpectrogramParams
+    cache_dir: Path | None
+    workers: int | None
+    policy: ErrorPolicy
+    label: LabelConfig
+
+    def __call__(self, root: Path) -> tuple[list[AudioFile], np.ndarray]:
+        """The labelled files under root that decoded, and their spectrograms stacked."""
+        files = list_audio_files(root, self.label, self.policy)
+        x, done = spectrograms(
+            [f.path for f in files], self.params, self.cache_dir, self.workers, self.policy
+        )
+        if done.all():
+            return files, x
+        kept = [f for f, ok in zip(files, done) if ok]
+        _check_classes_left(files, kept)
+        return kept, x[done]
+
+
+def _check_classes_left(files: list[AudioFile], kept: list[AudioFile]) -> None:
+    # A class whose every file was skipped would silently vanish: say so instead.
+    left = {f.label for f in kept}
+    for f in files:
+        if f.label not in left:
+            raise UserError(
+                f"{f.path}: no readable audio file of class {f.label!r} (this one neither)"
+            )
+
+
+def list_audio_files(root: Path, label: LabelConfig, policy: ErrorPolicy) -> list[AudioFile]:
+    """Every audio file under root with its label and pattern fields (sorted by path)."""
+    pattern = compile_pattern(label.pattern) if label.pattern else None
+    found = []
+    for path, folder in _candidates(root, by_folder=label.from_ == "folder"):
+        fields: dict[str, str] | None = {}
+        if pattern is not None:
+            fields = pattern.match(PurePosixPath(path.relative_to(root).as_posix()))
+            if fields is None:
+                policy.bad_file(path, f"file name does not match label.pattern {pattern.text!r}")
+                continue
+        found.append(AudioFile(path=path, label=folder or fields["label"], fields=fields))
+    if not found:
+        raise UserError(f"{root}: no audio file matches label.pattern {label.pattern!r}")
+    return found
+
+
+def _candidates(root: Path, by_folder: bool) -> list[tuple[Path, str | None]]:
+    """(file, class folder name or None) for the audio files under root."""
+    if not by_folder:
+        files = _audio_files(root)
+        if not files:
+            raise UserError(f"{root}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        return [(path, None) for path in files]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        loose = len(_audio_files(root))
+        hint = f" ({loose} audio files lie directly in it: use label.pattern)" if loose else ""
+        raise UserError(f"{root}: no class sub-folders for label.from: folder{hint}")
+    found = []
+    for folder in folders:
+        files = _audio_files(folder)
+        if not files:
+            raise UserError(f"{folder}: empty class folder (no .wav, .flac or .ogg files)")
+        found += [(path, folder.name) for path in files]
+    return found
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    # Names starting with "." are hidden files, e.g. macOS "._x.wav" metadata twins.
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def _examples(files: list[AudioFile], x: np.ndarray, classes: list[str], where: str) -> Examples:
+    labels = encode(np.array([f.label for f in files]), classes, where)
+    names = files[0].fields.keys() if files else []
+    fields = {name: np.array([f.fields[name] for f in files]) for name in names}
+    return Examples(x=x, labels=labels, fields=fields)
+
+
+def _cache_dir(config: DataConfig) -> Path | None:
+    if not config.audio.cache:
+        return None
+    try:
+        if config.audio.cache_dir is None:
+            return cache_dir("spectrograms")  # $EVOTUNE_CACHE or the user cache folder
+        folder = Path(config.audio.cache_dir).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    except OSError as err:
+        raise UserError(
+            f"data.audio.cache_dir: cannot create the spectrogram cache ({err}); "
+            "set another cache_dir or cache: false"
+        ) from None

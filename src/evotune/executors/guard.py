@@ -1,0 +1,65 @@
+"""Evaluation that never takes the run down: what a task raises becomes a failed result.
+
+Both executors call `evaluate_guarded` where the task runs (in this process, or in a Ray
+worker), so an out-of-memory error, a NaN check or a bug in a user's module costs one
+evaluation, not the run. `UserError` still propagates: bad input is not a bad genome.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from evotune.engine.problem import Evaluation, Problem
+from evotune.errors import UserError
+
+MAX_MESSAGE = 500  # characters of an exception's message kept in the journal
+
+
+def evaluate_guarded(problem: Problem, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+    """`problem.evaluate`, one Evaluation per genome whatever happens. A batch that raises
+    is evaluated again one genome at a time, so one bad genome does not fail the others
+    (and a batch too large for memory may still pass piece by piece)."""
+    try:
+        return checked(problem, len(genomes), problem.evaluate(genomes, seeds))
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of the task is recorded
+        if len(genomes) == 1:
+            return [failed(problem, describe(err))]
+    return [
+        evaluate_guarded(problem, genomes[i : i + 1], seeds[i : i + 1])[0]
+        for i in range(len(genomes))
+    ]
+
+
+def checked(problem: Problem, count: int, results: list[Evaluation]) -> list[Evaluation]:
+    """The task's results, if there is one per genome with one value per objective."""
+    if len(results) != count:
+        raise RuntimeError(f"the task returned {len(results)} evaluations for {count} genomes")
+    expected = len(problem.objectives)
+    for result in results:
+        if len(result.fitness) != expected:
+            raise RuntimeError(
+                f"the task returned {len(result.fitness)} fitness values, expected {expected} "
+                f"({', '.join(o.name for o in problem.objectives)})"
+            )
+    return results
+
+
+def failed(problem: Problem, error: str) -> Evaluation:
+    """The worst result: NaN in every objective (algorithms see +inf loss)."""
+    return Evaluation(tuple(float("nan") for _ in problem.objectives), {}, error=error)
+
+
+def describe(err: BaseException) -> str:
+    """'<type>: <message> (file.py:line in function)', the place being where it was raised."""
+    message = " ".join(str(err).split())[:MAX_MESSAGE]
+    text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
+    if frames:
+        last = frames[-1]
+        text += f" ({Path(last.filename).name}:{last.lineno} in {last.name})"
+    return text

@@ -1,0 +1,28 @@
+"""Backbones cut into genes: the zoo (torchvision, timm, builtin, file), the input
+adapter, the new head, surgery (truncation, SE blocks) and per-gene freezing.
+
+    net = build_model(ModelConfig(backbone="torchvision:resnet50"), (1, 28, 28), 10)
+    net.set_trainable([i >= 10 for i in range(len(net.genes))])
+    optimizer = torch.optim.Adam(net.trainable_parameters(), lr=1e-4)
+"""
+
+from evotune.models.build import build_model, gene_counts, resolve_backbone
+from evotune.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
+from evotune.models.config import ModelConfig
+from evotune.models.genes import GRANULARITIES, Gene
+from evotune.models.net import TransferNet
+from evotune.models.zoo import list_models
+
+__all__ = [
+    "GRANULARITIES",
+    "Gene",
+    "ModelConfig",
+    "TransferNet",
+    "build_model",
+    "gene_counts",
+    "list_models",
+    "load_checkpoint",
+    "read_spec",
+    "resolve_backbone",
+    "save_checkpoint",
+]

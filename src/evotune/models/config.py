@@ -1,0 +1,68 @@
+"""The `model:` config section: which backbone, which weights, how to cut and adapt it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from evotune.tasks.base import Section
+
+KINDS = ("torchvision", "timm", "builtin", "file")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+class ModelConfig(Section):
+    backbone: str = Field(
+        "builtin:small_cnn",
+        description="torchvision:<name> | timm:<name> | builtin:<name> | file:<checkpoint>",
+    )
+    weights: str = Field(
+        "none",
+        description="none | DEFAULT | a torchvision weights name (IMAGENET1K_V2, "
+        "ResNet50_Weights.IMAGENET1K_V2) | a local .pth/.pt/.safetensors file",
+    )
+    granularity: Literal["leaf", "block", "stage"] = Field(
+        "block", description="genes: every layer with weights | repeated blocks | stages"
+    )
+    channels: Literal["adapt", "repeat", "keep"] = Field(
+        "adapt", description="learned 1x1 conv to 3 channels | tile gray | pass through"
+    )
+    resize: tuple[int, int] | None = Field(
+        None, description="[H, W] (bilinear); null: upsample sides below the backbone's minimum"
+    )
+    normalize: Literal["imagenet", "none"] = Field(
+        "imagenet", description="ImageNet mean/std after the channel mapping"
+    )
+    head_hidden: int | None = Field(None, ge=1, description="hidden ReLU layer in the head")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before each head layer")
+    truncate: int | None = Field(None, ge=1, description="keep only the first K blocks")
+    se_blocks: bool = Field(False, description="squeeze-and-excitation after each stage")
+    batchnorm: Literal["frozen_eval", "train"] = Field(
+        "frozen_eval", description="batch-norm in frozen genes: inference mode | trains"
+    )
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone_kind(cls, value: str) -> str:
+        kind, sep, name = value.partition(":")
+        if not sep or kind not in KINDS or not name:
+            raise ValueError(
+                f"expected one of {', '.join(k + ':<name>' for k in KINDS)}, got {value!r}"
+            )
+        return value
+
+    @field_validator("resize")
+    @classmethod
+    def _positive(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError(f"expected [height, width] of positive sizes, got {list(value)}")
+        return value
+
+    @property
+    def kind(self) -> str:
+        return self.backbone.partition(":")[0]
+
+    @property
+    def name(self) -> str:
+        return self.backbone.partition(":")[2]

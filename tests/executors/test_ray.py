@@ -1,0 +1,200 @@
+"""The Ray executor on a real local Ray cluster (2 CPUs, started once for this module):
+same results as the local executor, a killed worker, raising evaluations, a run stopped
+by failures, a killed driver."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faulty_tasks import comparable, journal_lines, register, write
+
+from evotune.cli import main
+
+try:
+    import ray
+except ImportError as err:  # `make test` installs it (the dev extra): this is a bare setup
+    pytest.skip(
+        f"Ray is not importable ({err}): pip install 'evotune[ray]'", allow_module_level=True
+    )
+
+HERE = Path(__file__).parent
+ONEMAX = """\
+task: {name: onemax, length: 40}
+search: {population: 8, generations: 6, seed: 3}
+fitness: {delay: 0.02}
+executor: {batch_size: 1}
+output: {report: false}
+"""
+ZDT = """\
+task: {name: zdt1, n_var: 6}
+search: {population: 10, generations: 5, seed: 5}
+output: {report: false}
+"""
+RAISING = """\
+task: {name: faulty_onemax, length: 30}
+search: {population: 8, generations: 5, seed: 1}
+fitness: {fail_prefix: '11', crash_once_dir: %s}
+executor: {batch_size: 2, max_failures: null}
+output: {report: false}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """A local Ray cluster for the whole module; its workers can import faulty_tasks."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), saved]))
+    try:
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING
+        )
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    register(monkeypatch)
+
+
+def run(config: Path, out: Path, *overrides: str) -> int:
+    sets = [arg for text in overrides for arg in ("--set", text)]
+    return main(["run", str(config), "--out", str(out), "-q", *sets])
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides"),
+    [
+        (ONEMAX, []),  # one genome per Ray task
+        (ZDT, []),  # NSGA-II; no batch size: the generation split over the 2 CPUs
+        (RAISING % "null", []),  # evaluations that raise, chunks of 2
+    ],
+    ids=["onemax-ga", "zdt1-nsga2", "raising"],
+)
+def test_ray_gives_the_same_run_as_local(tmp_path, faulty, text, overrides):
+    config = write(tmp_path, text)
+    assert run(config, tmp_path / "local", *overrides) == 0
+    assert run(config, tmp_path / "ray", "executor.kind=ray", *overrides) == 0
+    assert comparable(tmp_path / "ray") == comparable(tmp_path / "local")
+
+
+def test_raising_evaluations_are_journaled_with_their_error(tmp_path, faulty):
+    config = write(tmp_path, RAISING % "null")
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+    failed = [e for e in journal_lines(tmp_path / "ray") if "error" in e]
+    assert failed and all(e["genome"].startswith("11") for e in failed)
+    assert all(e["error"].startswith("ValueError: unlucky genome") for e in failed)
+
+
+def test_a_killed_worker_is_retried_and_the_run_is_unchanged(tmp_path, faulty):
+    crashes = tmp_path / "crashes"
+    config = write(tmp_path, RAISING % crashes)
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+    killed = [int(p.read_text()) for p in crashes.iterdir()]
+    assert len(killed) == 2 and os.getpid() not in killed  # two workers died, not us
+    undisturbed = write(tmp_path, RAISING % "null", "undisturbed.yaml")
+    assert run(undisturbed, tmp_path / "local") == 0
+    assert comparable(tmp_path / "ray") == comparable(tmp_path / "local")
+
+
+def test_a_worker_dying_more_than_max_retries_fails_its_genomes(tmp_path, faulty):
+    config = write(tmp_path, RAISING % (tmp_path / "crashes"))
+    overrides = ["executor.kind=ray", "executor.max_retries=0", "search.generations=1"]
+    assert run(config, tmp_path / "ray", *overrides) == 0
+    crashed = [
+        e for e in journal_lines(tmp_path / "ray") if "WorkerCrashedError" in e.get("error", "")
+    ]
+    assert len(crashed) == 2 * 2  # two tasks of two genomes
+
+
+def test_too_many_failures_stop_a_ray_run_that_resumes_once_fixed(tmp_path, faulty, capsys):
+    flag = tmp_path / "broken"
+    flag.touch()
+    text = RAISING.replace("crash_once_dir: %s", f"broken_flag: {flag}")
+    config = write(tmp_path, text)
+    assert run(config, tmp_path / "ray", "executor.kind=ray", "executor.max_failures=3") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "evaluations failed in a row" in err
+    assert "RuntimeError: broken while" in err and len(err.splitlines()) == 1
+    flag.unlink()
+    resume = ["resume", str(tmp_path / "ray"), "-q", "--set", "executor.max_failures=null"]
+    assert main(resume) == 0
+    assert run(config, tmp_path / "local") == 0
+    assert comparable(tmp_path / "ray") == comparable(tmp_path / "local")
+
+
+def test_a_killed_driver_resumes_to_the_same_result(tmp_path, cluster):
+    config = write(tmp_path, ONEMAX.replace("generations: 6", "generations: 8"))
+    assert run(config, tmp_path / "local") == 0
+    out = tmp_path / "killed"
+    args = ["--set", "executor.kind=ray", "--set", f"executor.address={cluster}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evotune", "run", str(config), "--out", str(out), "-q", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    kill_after_lines(proc, out / "journal.jsonl", lines=20)
+    assert 20 <= len(journal_lines(out)) < 8 * 8
+    assert main(["resume", str(out), "-q"]) == 0  # joins the same cluster
+    assert comparable(out) == comparable(tmp_path / "local")
+
+
+def kill_after_lines(proc: subprocess.Popen, journal: Path, lines: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_the_task_is_shipped_once_per_worker_not_per_evaluation(tmp_path, faulty):
+    loads = tmp_path / "loads"
+    loads.mkdir()
+    text = RAISING.replace("crash_once_dir: %s", f"load_log: {loads}")
+    config = write(tmp_path, text)
+    assert run(config, tmp_path / "ray", "executor.kind=ray", "search.generations=3") == 0
+    tasks = len(journal_lines(tmp_path / "ray")) / 2
+    workers = {name.split("-")[0] for name in os.listdir(loads)}
+    assert len(os.listdir(loads)) == len(workers) < tasks  # one load per worker process
+
+
+def test_more_gpus_per_evaluation_than_the_cluster_has_is_bad_input(tmp_path, capsys):
+    config = write(tmp_path, ONEMAX)
+    assert run(config, tmp_path / "ray", "executor.kind=ray", "executor.num_gpus=1") == 2
+    assert "executor.num_gpus: 1.0 per evaluation, but the Ray cluster has 0 GPUs" in (
+        capsys.readouterr().err
+    )
+
+
+def test_batches_of_genomes_travel_together(tmp_path):
+    from evotune.executors.ray import RayExecutor
+    from evotune.tasks.toy import OneMax
+
+    executor = RayExecutor(batch_size=3)
+    genomes = np.random.default_rng(0).integers(0, 2, (8, 10)).astype(np.int8)
+    chunks = list(executor.map(OneMax(10), genomes, np.zeros(8, dtype=np.int64)))
+    assert sorted(len(c) for c, _, _ in chunks) == [2, 3, 3]
+    for chunk, results, _ in chunks:
+        assert [r.fitness[0] for r in results] == genomes[chunk].sum(axis=1).tolist()
+    task = OneMax(10)
+    assert executor.share(task) is executor.share(task)  # one put per run
+    even = RayExecutor()  # no batch size anywhere: split over the 2 CPUs, or the in-flight cap
+    assert [len(c) for c in even.chunks(task, 9)] == [5, 4]
+    assert [len(c) for c in RayExecutor(max_in_flight=1).chunks(task, 9)] == [9]
+    assert [len(c) for c in RayExecutor(num_cpus=0.5).chunks(task, 9)] == [3, 3, 3]
