@@ -151,7 +151,7 @@ def demo_backbone(quiet: bool = False) -> Path:
     from evotune.paths import cache_dir
     from evotune.pretrain import load_pretrain_config, pretrain
 
-    path = cache_dir("backbones") / "demo-small_cnn-digits0to4.safetensors"
+    path = cache_dir("backbones") / "demo-small_resnet-digits0to4.safetensors"
     if not path.exists():
         if not quiet:
             print(f"pretraining the demo backbone (once) -> {path}", file=sys.stderr)
@@ -186,8 +186,28 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
     )
     if len(names) > 1:
         print(f"pareto front: {len(summary['pareto'])} points")
+    if summary.get("baselines"):
+        print(baseline_table(summary))
     if (run_dir / "report.html").exists():
         print(f"report: {run_dir / 'report.html'}")
+
+
+def baseline_table(summary: dict[str, Any]) -> str:
+    """The search's best beside each baseline: fitness, test accuracy, trainable params."""
+    name = summary["objectives"][0]["name"]
+    rows = [("search", summary["best"])] + list(summary["baselines"].items())
+    lines = [f"{'':<8} {name:>10} {'test acc':>9} {'trainable':>10} {'evaluated':>9}  genome"]
+    for label, entry in rows:
+        if entry is None:
+            continue
+        m = entry["metrics"]
+        test = f"{m['test_accuracy']:.4f}" if "test_accuracy" in m else "-"
+        evaluated = m.get("candidates", summary["evaluations"])
+        genome = str(entry["genome"])
+        genome = genome if len(genome) <= 40 else genome[:39] + "…"
+        lines.append(f"{label:<8} {entry['fitness'][0]:>10.4f} {test:>9} "
+                     f"{m.get('trainable_params', '-'):>10} {evaluated:>9}  {genome}")
+    return "\n".join(lines)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
