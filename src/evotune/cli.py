@@ -146,6 +146,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _search(lambda cb: start(config, args.out, cb), config, args.out, args.quiet)
 
 
+DEMO_PRETRAIN_OVERRIDES: list[str] = []  # tests shorten the demo's pretraining
+
+
 def demo_backbone(quiet: bool = False) -> Path:
     """The demo's pretrained backbone: made once (about a minute), then cached."""
     from evotune.paths import cache_dir
@@ -158,7 +161,7 @@ def demo_backbone(quiet: bool = False) -> Path:
         with resources.as_file(
             resources.files("evotune") / "configs" / "demo-pretrain.yaml"
         ) as config:
-            pretrain(load_pretrain_config(config), path)
+            pretrain(load_pretrain_config(config, DEMO_PRETRAIN_OVERRIDES), path)
     return path
 
 
@@ -205,8 +208,10 @@ def baseline_table(summary: dict[str, Any]) -> str:
         evaluated = m.get("candidates", summary["evaluations"])
         genome = str(entry["genome"])
         genome = genome if len(genome) <= 40 else genome[:39] + "…"
-        lines.append(f"{label:<8} {entry['fitness'][0]:>10.4f} {test:>9} "
-                     f"{m.get('trainable_params', '-'):>10} {evaluated:>9}  {genome}")
+        lines.append(
+            f"{label:<8} {entry['fitness'][0]:>10.4f} {test:>9} "
+            f"{m.get('trainable_params', '-'):>10} {evaluated:>9}  {genome}"
+        )
     return "\n".join(lines)
 
 

@@ -15,15 +15,23 @@ def _is_bits(genome: object) -> bool:
     return isinstance(genome, str) and set(genome) <= {"0", "1"} and len(genome) > 0
 
 
-def plot_layer_map(run: RunData, path: Path) -> Path | None:
-    """Rows = generations, columns = genes, dark = trainable in the generation's best
-    genome (as the selective-tuning paper draws it). Binary genomes only."""
+def layer_map_grid(run: RunData) -> np.ndarray | None:
+    """(generations, genes) 0/1 grid of each generation's best genome, or None when the
+    genomes are not bit strings."""
     genomes = {e["hash"]: e["genome"] for e in run.journal if _is_bits(e.get("genome"))}
     rows = [genomes.get(g.get("best_hash")) for g in run.generations]
     if not rows or any(r is None for r in rows):
         return None
-    grid = np.array([[c == "1" for c in r] for r in rows], dtype=float)
-    fig = _figure(7.0, 1.8 + min(6.0, 0.18 * len(rows)))
+    return np.array([[c == "1" for c in r] for r in rows], dtype=float)
+
+
+def plot_layer_map(run: RunData, path: Path) -> Path | None:
+    """Rows = generations, columns = genes, dark = trainable in the generation's best
+    genome (as the selective-tuning paper draws it). Binary genomes only."""
+    grid = layer_map_grid(run)
+    if grid is None:
+        return None
+    fig = _figure(7.0, 1.8 + min(6.0, 0.18 * len(grid)))
     ax = fig.add_subplot()
     ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xlabel(f"gene (0 = input side, {grid.shape[1] - 1} = head side)")

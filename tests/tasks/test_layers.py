@@ -1,0 +1,157 @@
+"""Task `layers`: fitness, the prefix cache, baselines, export and the demo path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evotune.cli import main
+from evotune.config import resolve
+from evotune.models import load_checkpoint
+from evotune.report.genome_plots import layer_map_grid
+from evotune.report.rundata import load_run
+
+BASE = {
+    "task": {"name": "layers", "baselines": ["full", "head", "last_k", "random"]},
+    "data": {
+        "source": "digits",
+        "classes": [0, 1, 2],
+        "max_per_class": 12,
+        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
+    },
+    "model": {
+        "backbone": "builtin:small_cnn",
+        "channels": "keep",
+        "normalize": "none",
+        "granularity": "leaf",
+    },
+    "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"},
+}
+
+
+def make_task(**fitness):
+    raw = json.loads(json.dumps(BASE))
+    raw["fitness"].update(fitness)
+    config = resolve(raw)
+    return config.task_class.from_config(config)
+
+
+def test_genome_is_one_bit_per_gene_and_mask_sets_trainable_params():
+    task = make_task()
+    n = task.space.n_genes
+    assert n == len(task.template.genes) == 8
+    head_only = task.evaluate(np.zeros((1, n), dtype=np.uint8), np.array([1]))[0]
+    everything = task.evaluate(np.ones((1, n), dtype=np.uint8), np.array([1]))[0]
+    total = sum(p.numel() for p in task.template.parameters())
+    head = sum(p.numel() for p in task.template.head.parameters())
+    assert everything.metrics["trainable_params"] == total
+    assert head_only.metrics["trainable_params"] == head
+
+
+def test_fitness_depends_on_genome_and_seed_only():
+    task = make_task()
+    genomes = task.space.sample(3, np.random.default_rng(0))
+    seeds = np.array([11, 12, 13])
+    forward = task.evaluate(genomes, seeds)
+    backward = task.evaluate(genomes[::-1], seeds[::-1])[::-1]
+    assert [e.fitness for e in forward] == [e.fitness for e in backward]
+
+
+def test_prefix_cache_gives_the_same_fitness_as_full_training():
+    task = make_task(cache=True)
+    genome = np.array([0, 0, 0, 0, 1, 0, 1, 1], dtype=np.uint8)  # 2 frozen stages
+    _, cached, _ = task.train_genome(genome, seed=5)
+    assert task.cache.misses == 1  # the cache was really used
+    _, plain, _ = task.train_genome(genome, seed=5, use_cache=False)
+    for a, b in zip(cached.history, plain.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1e-9)
+
+
+def test_frozen_prefix_weights_do_not_change_and_trainable_ones_do():
+    task = make_task()
+    genome = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=np.uint8)
+    net, _, _ = task.train_genome(genome, seed=3)
+    before = dict(task.template.named_parameters())
+    for name, param in net.named_parameters():
+        if name.startswith("stages.0"):
+            assert param.equal(before[name]), name
+        if name.startswith("stages.3"):
+            assert not param.equal(before[name]), name
+
+
+def test_seed_preset_run_with_baselines_export_and_report(tmp_path, capsys):
+    config = tmp_path / "layers.yaml"
+    raw = json.loads(json.dumps(BASE))
+    raw["search"] = {"preset": "seed", "population": 6, "elitism": 3, "generations": 3}
+    config.write_text(json.dumps(raw))  # JSON is YAML
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["baselines"]) == {"full", "head", "last_k", "random"}
+    assert summary["baselines"]["full"]["genome"] == "1" * 8
+    assert summary["baselines"]["random"]["metrics"]["candidates"] == summary["evaluations"]
+    assert "test_accuracy" in summary["best"]["metrics"]
+    assert "random" in capsys.readouterr().out  # the comparison table
+    grid = layer_map_grid(load_run(run))
+    assert grid.shape == (3, 8)
+    assert (run / "plots" / "layer_map.png").exists()
+    assert (run / "plots" / "fitness_vs_params.png").exists()
+
+    out = tmp_path / "best.safetensors"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    net, meta = load_checkpoint(out)
+    assert meta["mask"] == summary["best"]["genome"]
+    assert 0.0 <= meta["metrics"]["test_accuracy"] <= 1.0
+    assert net.count_trainable() > 0
+
+
+def test_second_objective_trainable_params_runs_nsga2(tmp_path):
+    raw = json.loads(json.dumps(BASE))
+    raw["task"] = {
+        "name": "layers",
+        "objectives": ["accuracy", "trainable_params"],
+        "baselines": [],
+    }
+    raw["search"] = {"population": 4, "generations": 2}
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(raw))
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "-q"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["algorithm"] == "nsga2"
+    assert [o["direction"] for o in summary["objectives"]] == ["max", "min"]
+
+
+def test_frozen_prefix_beyond_the_genes_is_bad_input():
+    raw = json.loads(json.dumps(BASE))
+    raw["task"]["frozen_prefix"] = 99
+    config = resolve(raw)
+    with pytest.raises(Exception, match="task.frozen_prefix"):
+        config.task_class.from_config(config)
+
+
+def test_demo_path_finishes_with_a_small_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EVOTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("evotune.cli.DEMO_PRETRAIN_OVERRIDES", ["pretrain.epochs=2"])
+    args = [
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "-q",
+        "--set",
+        "search.population=4",
+        "--set",
+        "search.elitism=2",
+        "--set",
+        "search.generations=2",
+        "--set",
+        "fitness.epochs=2",
+        "--set",
+        "task.baselines=[full,head]",
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "cache" / "backbones").iterdir()
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert set(summary["baselines"]) == {"full", "head"}
