@@ -205,3 +205,10 @@ def test_resume_refuses_an_edited_config_and_non_stop_overrides(tmp_path, capsys
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert main(["resume", str(run)]) == 2
     assert "changed: search.seed" in capsys.readouterr().err
+
+
+def test_models_lists_builtins_with_gene_counts(capsys):
+    assert main(["models", "builtin:*", "--genes"]) == 0
+    out = capsys.readouterr().out
+    assert "builtin:small_cnn" in out and "leaf 8" in out
+    assert main(["models", "nothing-like-this*"]) == 2

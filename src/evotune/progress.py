@@ -51,7 +51,7 @@ class ConsoleProgress(Callbacks):
             return
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("[bold]gen {task.fields[generation]}"),
+                TextColumn("[bold]{task.fields[generation]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -60,9 +60,10 @@ class ConsoleProgress(Callbacks):
                 transient=False,
             )
             self.progress.start()
-            self.bar = self.progress.add_task("search", total=size, generation=0, line="")
+            self.bar = self.progress.add_task("search", total=size, generation="", line="")
         # reset() replaces all fields: pass the last generation's line on.
-        self.progress.reset(self.bar, total=size, generation=generation, line=self.last_line)
+        label = f"gen {generation}" if generation >= 0 else "baselines"
+        self.progress.reset(self.bar, total=size, generation=label, line=self.last_line)
 
     def evaluated(self, count: int) -> None:
         if self.progress is not None:
