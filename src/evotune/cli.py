@@ -84,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True, help="model file (.safetensors)")
     export.add_argument("--epochs", type=int, help="training epochs (default: the run's)")
+    export.add_argument(
+        "--pick",
+        help="a Pareto front member instead of the best: accuracy, smallest, knee or 'index N'",
+    )
+
+    infer = sub.add_parser("infer", help="predict one image with a `weights` run's model")
+    infer.add_argument("run_dir", type=Path)
+    infer.add_argument("image", type=Path, help="PNG/JPEG/BMP, any size")
+    infer.add_argument("--out", type=Path, help="comparison PNG (default RUN_DIR/infer/)")
+    infer.add_argument("--invert", action="store_true", help="dark strokes on a light page")
+
+    agg = sub.add_parser("aggregate", help="merge the Pareto fronts of several runs")
+    agg.add_argument("run_dirs", type=Path, nargs="+")
+    agg.add_argument("--out", type=Path, required=True, help="directory of the merged front")
+    agg.add_argument("--no-analysis", action="store_true", help="skip retraining the front")
 
     listing = sub.add_parser("list", help="list tasks, algorithms, operators or presets")
     listing.add_argument(
@@ -191,6 +206,10 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
         print(f"pareto front: {len(summary['pareto'])} points")
     if summary.get("baselines"):
         print(baseline_table(summary))
+    if summary.get("comparison"):
+        from evotune.compare import comparison_table
+
+        print(comparison_table(summary))
     if (run_dir / "report.html").exists():
         print(f"report: {run_dir / 'report.html'}")
 
@@ -281,11 +300,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from evotune.infer import infer
+
+    result = infer(args.run_dir, args.image, args.out, invert=args.invert)
+    print(f"predicted class: {result['class']}")
+    if "image" in result:
+        print(f"reconstruction (RMSE {result['rmse']:.4f}) -> {result['image']}")
+    else:
+        print("probabilities: " + ", ".join(f"{c} {p}" for c, p in result["probabilities"].items()))
+    return EXIT_OK
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from evotune.prune.aggregate import aggregate
+
+    merged = aggregate(args.run_dirs, args.out, analyse=not args.no_analysis)
+    print(f"{len(args.run_dirs)} runs -> front of {len(merged['pareto'])} points in {args.out}")
+    print(f"report: {args.out / 'report.html'}")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from evotune.export import export
 
-    result = export(args.run_dir, args.out, args.epochs)
-    line = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if isinstance(v, float))
+    result = export(args.run_dir, args.out, args.epochs, args.pick)
+    numbers = {k: v for k, v in result["metrics"].items() if type(v) in (int, float)}
+    line = ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
     print(f"exported -> {result['path']} ({line})")
     return EXIT_OK
 
@@ -294,10 +335,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "pretrain": cmd_pretrain,
     "models": cmd_models,
     "export": cmd_export,
+    "aggregate": cmd_aggregate,
     "run": cmd_run,
     "resume": cmd_resume,
     "validate": cmd_validate,
     "report": cmd_report,
     "demo": cmd_demo,
     "list": cmd_list,
+    "infer": cmd_infer,
 }

@@ -21,7 +21,8 @@ from evotune.engine.registry import Registry, split_spec
 from evotune.errors import UserError, did_you_mean
 from evotune.tasks import Section, Task, get_task
 
-ALGORITHMS = ("ga", "nsga2", "annealing", "random")
+ALGORITHMS = ("ga", "nsga2", "annealing", "random", "tpe", "optuna_nsga2")
+AlgorithmName = Literal["ga", "nsga2", "annealing", "random", "tpe", "optuna_nsga2"]
 OperatorSpec = str | dict[str, Any]
 
 DEFAULT_OPERATORS: dict[str, dict[str, str]] = {
@@ -43,8 +44,16 @@ class OperatorsConfig(Section):
 
 
 class SearchConfig(Section):
-    algorithm: Literal["ga", "nsga2", "annealing", "random"] | None = Field(
-        None, description="default: ga for one objective, nsga2 for several"
+    algorithm: AlgorithmName | None = Field(
+        None,
+        description="default: ga for one objective, nsga2 for several; tpe and "
+        "optuna_nsga2 are Optuna's samplers (pip install 'evotune[optuna]')",
+    )
+    compare: list[AlgorithmName] | None = Field(
+        None,
+        min_length=1,
+        description="run each algorithm on the same space, budget and seed, into "
+        "RUN_DIR/<algorithm>/ (see compare.py)",
     )
     preset: str | None = None
     population: int = Field(24, ge=1)
@@ -66,6 +75,8 @@ class SearchConfig(Section):
             raise ValueError(
                 f"elitism ({self.elitism}) must be smaller than population ({self.population})"
             )
+        if self.compare and len(set(self.compare)) != len(self.compare):
+            raise ValueError(f"compare: each algorithm once, got {self.compare}")
         return self
 
 
@@ -209,14 +220,23 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
     task_name, options = split_spec(root.task, "task")
     task_class = get_task(task_name)
     search_raw = _with_preset(root.search, task_class)
+    seed = root.search.get("preset") == "seed"
+    options = _seed_defaults(task_class, "task", options, seed)
     search = validate_section(SearchConfig, search_raw, "search")
     search.operators = _resolve_operators(search, task_class.genome_kind)
     return RunConfig(
         task_class=task_class,
         task=validate_section(task_class.Options, options, "task"),
         data=_optional_section(task_class.Data, root.data, "data", task_name),
-        model=_optional_section(task_class.Model, root.model, "model", task_name),
-        fitness=validate_section(task_class.Fitness, root.fitness, "fitness"),
+        model=_optional_section(
+            task_class.Model,
+            _seed_defaults(task_class, "model", root.model, seed),
+            "model",
+            task_name,
+        ),
+        fitness=validate_section(
+            task_class.Fitness, _seed_defaults(task_class, "fitness", root.fitness, seed), "fitness"
+        ),
         search=search,
         executor=root.executor,
         output=root.output,
@@ -234,6 +254,23 @@ def _with_preset(search: dict[str, Any], task_class: type[Task]) -> dict[str, An
             raise UserError(f"search.preset: task {task_class.name!r} has no seed preset")
         name = task_class.seed_preset
     return apply_preset(search, get_preset(name))
+
+
+def _seed_defaults(
+    task_class: type[Task], section: str, raw: dict[str, Any] | None, seed: bool
+) -> dict[str, Any] | None:
+    """`raw` over the task's seed-preset defaults for `section` (only with `preset: seed`)."""
+    defaults = task_class.seed_defaults.get(section) if seed else None
+    return _merge(defaults, raw or {}) if defaults else raw
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, mappings merged key by key (a value in `over` wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merge(base[key], value) if nested else value
+    return out
 
 
 def _resolve_operators(search: SearchConfig, genome_kind: str) -> OperatorsConfig:

@@ -21,30 +21,42 @@ from evotune.config import (
 )
 from evotune.engine.algorithm import Algorithm
 from evotune.engine.annealing import RandomSearch, SimulatedAnnealing
-from evotune.engine.ga import GeneticAlgorithm
+from evotune.engine.ga import GeneticAlgorithm, Refine
 from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
 from evotune.engine.nsga2 import NSGA2
 from evotune.engine.spaces import Space
 from evotune.engine.state import atomic_write_text
 from evotune.errors import UserError
 from evotune.executors import LocalExecutor
+from evotune.staged import is_staged, run_staged
 from evotune.tasks import Task
 
 # Keys a resumed run may change: where to stop, and where evaluations run (results do not
 # depend on the executor). Everything else must match the checkpoint.
 STOP_KEYS = ("generations", "max_evaluations", "max_minutes", "target")
+MULTI_OBJECTIVE = ("nsga2", "tpe", "optuna_nsga2")
+OPTUNA_SAMPLERS = ("tpe", "optuna_nsga2")
 
 
 def build_algorithm(
-    search: SearchConfig, space: Space, n_objectives: int, rng: np.random.Generator
+    search: SearchConfig,
+    space: Space,
+    n_objectives: int,
+    rng: np.random.Generator,
+    refine: Refine | None = None,
 ) -> Algorithm:
-    """The configured algorithm, with its operators bound."""
+    """The configured algorithm, with its operators bound (and, for the GA, the task's
+    Lamarckian `refine` of the elites, if it has one)."""
     name = search.algorithm or ("ga" if n_objectives == 1 else "nsga2")
-    if name != "nsga2" and n_objectives > 1:
+    if name not in MULTI_OBJECTIVE and n_objectives > 1:
         raise UserError(
             f"search.algorithm: {name!r} optimises one objective but this task has "
-            f"{n_objectives}; use nsga2"
+            f"{n_objectives}; use one of {', '.join(MULTI_OBJECTIVE)}"
         )
+    if name in OPTUNA_SAMPLERS:  # optional extra: imported only when asked for
+        from evotune.engine.optuna_search import OptunaSearch
+
+        return OptunaSearch(space, rng, search.population, sampler=name)
     ops = {
         family: registry.build(getattr(search.operators, family), f"search.operators.{family}")
         for family, registry in REGISTRIES.items()
@@ -53,7 +65,14 @@ def build_algorithm(
     if name == "ga":
         elitism = 1 if search.elitism is None else search.elitism
         return GeneticAlgorithm(
-            space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"], elitism=elitism
+            space,
+            rng,
+            pop,
+            ops["selection"],
+            ops["crossover"],
+            ops["mutation"],
+            elitism=elitism,
+            refine=refine,
         )
     if name == "nsga2":
         return NSGA2(space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"])
@@ -91,7 +110,8 @@ def default_run_dir(config: RunConfig) -> Path:
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run directory; refuse one that already holds a run."""
-    if (run_dir / "journal.jsonl").exists() or (run_dir / "state").exists():
+    held = ("journal.jsonl", "state", "stages")
+    if any((run_dir / name).exists() for name in held):
         raise UserError(
             f"{run_dir} already holds a run: continue it with `evotune resume {run_dir}` "
             "or choose another --out"
@@ -102,10 +122,16 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 def _make_loop(
-    config: RunConfig, task: Task, run_dir: Path, callbacks: Callbacks | None
+    config: RunConfig,
+    task: Task,
+    run_dir: Path,
+    callbacks: Callbacks | None,
+    stage: str | None = None,
 ) -> SearchLoop:
     rng = np.random.default_rng(config.search.seed)
-    algorithm = build_algorithm(config.search, task.space, len(task.objectives), rng)
+    refine = getattr(task, "refine", None)
+    algorithm = build_algorithm(config.search, task.space, len(task.objectives), rng, refine)
+    stage_meta = {} if stage is None else {"stage": stage}
     return SearchLoop(
         problem=task,
         algorithm=algorithm,
@@ -115,7 +141,11 @@ def _make_loop(
         stop=stop_rules(config.search),
         executor=build_executor(config.executor),
         callbacks=callbacks,
-        extra_meta={"task": config.task_name, "config": _comparable(config.to_dict())},
+        extra_meta={
+            "task": config.task_name,
+            "config": _comparable(config.to_dict()),
+            **stage_meta,
+        },
         max_failures=config.executor.max_failures,
     )
 
@@ -123,7 +153,15 @@ def _make_loop(
 def start(config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Start a new run in `run_dir`; returns the summary."""
     prepare_run_dir(run_dir)
+    if config.search.compare:  # one run per algorithm, in RUN_DIR/<algorithm>/
+        from evotune.compare import compare
+
+        return compare(config, run_dir, callbacks, resuming=False)
     task = config.task_class.from_config(config)
+    if is_staged(task):
+        config.output.dir = str(run_dir)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        return _run_stages(config, task, run_dir, callbacks)
     loop = _make_loop(config, task, run_dir, callbacks)
     config.output.dir = str(run_dir)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
@@ -147,7 +185,15 @@ def load_resume_config(run_dir: Path, overrides: list[str] | None = None) -> Run
 
 def resume(run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None) -> dict[str, Any]:
     """Continue the run in `run_dir` with `config` (from `load_resume_config`)."""
+    if config.search.compare:
+        from evotune.compare import compare
+
+        return compare(config, run_dir, callbacks, resuming=True)
     task = config.task_class.from_config(config)
+    if is_staged(task):  # each stage checks its own config and resumes in turn
+        config.output.dir = str(run_dir)
+        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        return _run_stages(config, task, run_dir, callbacks)
     loop = _make_loop(config, task, run_dir, callbacks)
     meta = loop.resume()
     _check_same_config(meta.get("config"), loop.extra_meta["config"], run_dir)
@@ -160,8 +206,28 @@ def _finish(config: RunConfig, loop: SearchLoop, run_dir: Path) -> dict[str, Any
     summary = loop.run()
     if has_baselines(loop.problem):
         summary = BaselineRunner(loop, loop.callbacks).run(summary)
+    if hasattr(loop.problem, "after_search"):  # e.g. prune: test metrics, ensembles
+        summary = loop.problem.after_search(run_dir, summary)
     if config.output.report:
         from evotune.report import write_report  # matplotlib: only when reporting
+
+        write_report(run_dir)
+    return summary
+
+
+def _run_stages(
+    config: RunConfig, task: Task, run_dir: Path, callbacks: Callbacks | None
+) -> dict[str, Any]:
+    """A staged task (staged.py): one search per stage, in RUN_DIR/stages/NAME/."""
+    summary = run_staged(
+        task,
+        run_dir,
+        lambda folder, cb, stage: _make_loop(config, task, folder, cb, stage),
+        _comparable(config.to_dict()),
+        callbacks,
+    )
+    if config.output.report:
+        from evotune.report import write_report
 
         write_report(run_dir)
     return summary

@@ -82,9 +82,11 @@ class BreedingAlgorithm(Algorithm):
         super().__init__(space, rng, population)
         self.select, self.crossover, self.mutation = selection, crossover, mutation
 
-    def breed(self, scores: np.ndarray, n: int) -> np.ndarray:
-        """`n` children of parents selected on `scores` (lower is better)."""
-        parents = self.genomes[self.select(scores, n, self.rng)]
+    def breed(self, scores: np.ndarray, n: int, pool: np.ndarray | None = None) -> np.ndarray:
+        """`n` children of parents selected on `scores` (lower is better) from `pool`
+        (default: the population; row i of the pool is scored by scores[i])."""
+        pool = self.genomes if pool is None else pool
+        parents = pool[self.select(scores, n, self.rng)]
         children = self.crossover(parents, self.rng, self.space)
         children = self.mutation(children, self.rng, self.space)
         return self.space.repair(children)

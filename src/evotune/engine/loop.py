@@ -2,7 +2,9 @@
 
 It owns the run directory's engine files: `journal.jsonl` (one line per finished
 evaluation), `generations.jsonl` (one line per generation), `state/checkpoint.npz`
-(written atomically after every generation) and `summary.json`.
+(written atomically after every generation) and `summary.json`. Genomes of an
+`external` space (too large for a JSON line) go to `genomes/<hash>.npy` and the
+journal holds a reference (see `genome_store.py`).
 
 Resuming restores the checkpoint (algorithm state and the run's random generator),
 then replays the generation that was cut short: its evaluations already in the journal
@@ -27,6 +29,7 @@ import moocore
 import numpy as np
 
 from evotune.engine.algorithm import Algorithm
+from evotune.engine.genome_store import GenomeStore
 from evotune.engine.journal import Journal, read_jsonl, rewrite_jsonl
 from evotune.engine.problem import Evaluation, Problem, evaluation_seed, losses_of
 from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
@@ -98,6 +101,7 @@ class SearchLoop:
         self.elapsed_before = 0.0
         self.reference: np.ndarray | None = None
         self.journal = Journal(self.run_dir / "journal.jsonl")
+        self.store = GenomeStore(self.run_dir) if problem.space.external else None
         self.generations_log = Journal(self.run_dir / "generations.jsonl")
         self._started = time.monotonic()
 
@@ -161,6 +165,7 @@ class SearchLoop:
         fitness, cached = self._evaluate(genomes, hashes)
         self.algorithm.tell(genomes, losses_of(self.objectives, fitness))
         record = self._generation_record(cached, time.monotonic() - started)
+        self._keep_genomes(genomes, hashes)
         self.generations_log.append([record])
         self.generation += 1
         self._checkpoint()
@@ -241,7 +246,7 @@ class SearchLoop:
             "generation": self.generation,
             "index": index,
             "hash": key,
-            "genome": self.problem.space.to_json(genome),
+            "genome": self._genome_json(key, genome),
             "fitness": fitness,
             "metrics": dict(result.metrics),
             "seconds": round(seconds, 6),
@@ -254,6 +259,26 @@ class SearchLoop:
             return entry
         self._remember(entry)
         return entry
+
+    def _genome_json(self, key: str, genome: np.ndarray) -> Any:
+        """The genome's values, or a reference to its file (see `_keep_genomes`)."""
+        if self.store is None:
+            return self.problem.space.to_json(genome)
+        return self.store.reference(key, genome.size)
+
+    def _keep_genomes(self, genomes: np.ndarray, hashes: list[str]) -> None:
+        """Files for the best genome and the Pareto front, written before the checkpoint;
+        the others are deleted. A genome can only join them in the generation that
+        evaluates it, so this generation's genomes are all that may need a new file."""
+        if self.store is None:
+            return
+        entries = list(self.archive.values())
+        keep = {self._best(entries)["hash"]} if entries else set()
+        keep |= {e["hash"] for e in self._pareto(entries)}
+        for genome, key in zip(genomes, hashes):
+            if key in keep:
+                self.store.put(key, genome)
+        self.store.retain(keep)
 
     def _fitness(self, result: Evaluation) -> list[float]:
         fitness = [float(v) for v in result.fitness]

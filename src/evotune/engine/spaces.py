@@ -6,7 +6,8 @@ as numbers so that operators can act on whole arrays:
 - `BinarySpace`: uint8 bits; an optional prefix of genes is forced to 0 (frozen).
 - `MixedSpace`: float64; `Real` genes (log-scaled ones are stored as log10), `Int`
   genes and `Choice` genes (stored as the option's index).
-- `RealVectorSpace`: float32 or float64 vector with optional bounds.
+- `RealVectorSpace`: float32 or float64 vector with optional bounds (a long one, e.g. a
+  weight matrix, is `external`: journaled as a file reference, see `genome_store.py`).
 
 Operators only see arrays plus `lower`/`upper` (in stored coordinates); tasks turn a
 row back into values with `decode`.
@@ -34,6 +35,9 @@ class Space(ABC):
 
     kind: str
     dtype: np.dtype
+    # True: genomes are too large for a journal line; the run loop keeps them as files
+    # (engine/genome_store.py) and journals a reference.
+    external: bool = False
 
     @property
     @abstractmethod
@@ -303,18 +307,23 @@ class MixedSpace(Space):
 class RealVectorSpace(Space):
     """A vector of `length` reals in [low, high] (bounds may be infinite).
 
-    Sampling is uniform within finite bounds, else normal(0, init_std) clipped to them.
+    Sampling is uniform within finite bounds, else normal(0, init_std) clipped to them
+    (`init_std`: one value, or one per gene). Genomes of more than `EXTERNAL_GENES`
+    genes are `external` unless `external` says otherwise (the layout, `describe()`,
+    does not depend on it).
     """
 
     kind = "real"
+    EXTERNAL_GENES = 1024  # about 20 KB of JSON per genome
 
     def __init__(
         self,
         length: int,
         low: float = -math.inf,
         high: float = math.inf,
-        init_std: float = 1.0,
+        init_std: float | np.ndarray = 1.0,
         dtype: str = "float64",
+        external: bool | None = None,
     ) -> None:
         if length < 1:
             raise GenomeError(f"real vector length must be >= 1, got {length!r}")
@@ -323,8 +332,10 @@ class RealVectorSpace(Space):
         if dtype not in ("float32", "float64"):
             raise GenomeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.length, self.low, self.high = length, float(low), float(high)
-        self.init_std = float(init_std)
+        # one std for all genes, or one per gene (e.g. each weight tensor's own init scale)
+        self.init_std = np.asarray(init_std, dtype=float) if np.ndim(init_std) else float(init_std)
         self.dtype = np.dtype(dtype)
+        self.external = length > self.EXTERNAL_GENES if external is None else external
 
     @property
     def n_genes(self) -> int:

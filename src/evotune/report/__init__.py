@@ -14,7 +14,9 @@ from pathlib import Path
 
 from evotune.report.genome_plots import plot_fitness_vs_params, plot_layer_map
 from evotune.report.html import write_html
+from evotune.report.mixed_plots import plot_gene_importance, plot_parallel
 from evotune.report.plots import plot_fitness, plot_hypervolume, plot_pareto
+from evotune.report.plots3d import plot_pareto_3d
 from evotune.report.rundata import RunData, load_run
 
 __all__ = ["RunData", "load_run", "write_report"]
@@ -24,8 +26,11 @@ PLOTS: dict[str, Callable[[RunData, Path], Path | None]] = {
     "fitness": plot_fitness,
     "hypervolume": plot_hypervolume,
     "pareto": plot_pareto,
+    "pareto_3d": plot_pareto_3d,
     "layer_map": plot_layer_map,
     "fitness_vs_params": plot_fitness_vs_params,
+    "parallel": plot_parallel,
+    "gene_importance": plot_gene_importance,
 }
 
 
@@ -35,6 +40,10 @@ def write_report(run_dir: Path | str) -> Path:
     Raises `UserError` (naming the file) when summary.json or generations.jsonl is
     missing or malformed.
     """
+    from evotune.report.comparison import is_comparison, write_comparison_report
+
+    if is_comparison(Path(run_dir)):  # search.compare: one run per algorithm inside
+        return write_comparison_report(Path(run_dir))
     run = load_run(run_dir)
     plots_dir = run.run_dir / "plots"
     plots_dir.mkdir(exist_ok=True)

@@ -17,6 +17,7 @@ import yaml
 
 from evotune.engine.state import atomic_write_text
 from evotune.report.rundata import RunData, floats
+from evotune.report.sections import render_sections
 
 PARETO_ROWS = 50
 BITS_SHOWN = 64
@@ -25,8 +26,11 @@ PLOT_CAPTIONS = {
     "fitness": "Best and mean fitness per generation (dotted lines: baselines).",
     "hypervolume": "Hypervolume of the population's front per generation.",
     "pareto": "Every evaluated genome, coloured by generation; circled: the Pareto front.",
+    "pareto_3d": "The three objectives in 3-D: grey, every evaluated genome; red, the front.",
     "layer_map": "Trainable genes (dark) of each generation's best genome.",
     "fitness_vs_params": "Each evaluated genome vs its trainable parameters; stars: baselines.",
+    "parallel": "Every evaluated genome across its genes, coloured by fitness (bright: better).",
+    "gene_importance": "Share of the fitness-rank variance each gene explains on its own.",
 }
 
 CSS = """
@@ -65,6 +69,7 @@ def render_html(run: RunData, plots: dict[str, Path]) -> str:
         _baselines_section(run),
         _plots_section(plots),
         _pareto_section(run),
+        render_sections(run.run_dir),  # analysis.json: task-written sections
         _config_section(run),
     ]
     return (

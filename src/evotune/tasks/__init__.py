@@ -17,6 +17,9 @@ _TASKS: dict[str, str] = {
     "zdt2": "evotune.tasks.toy:ZDT2",
     "mixed_sphere": "evotune.tasks.toy:MixedSphere",
     "layers": "evotune.tasks.layers:LayersTask",
+    "prune": "evotune.tasks.prune:PruneTask",
+    "hparams": "evotune.tasks.hparams:HparamsTask",
+    "weights": "evotune.tasks.weights:WeightsTask",
 }
 TASKS = tuple(_TASKS)
 

@@ -41,6 +41,9 @@ class Task(ABC):
     Data: ClassVar[type[Section] | None] = None  # None: no `data:` section allowed
     Model: ClassVar[type[Section] | None] = None  # None: no `model:` section allowed
     seed_preset: ClassVar[str | None] = None  # what `search.preset: seed` means here
+    # `search.preset: seed` may also set other sections' defaults (e.g. the seed's
+    # backbone): section name -> raw values, under whatever the user wrote.
+    seed_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     space: Space
     objectives: tuple[Objective, ...]

@@ -104,35 +104,114 @@ def fit(
     seed: int,
 ) -> TrainResult:
     """Train `params` of `model` on `train`, validating on `val` after every epoch."""
-    began = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = make_optimizer(params, settings) if params else None
-    best_loss, best_acc, waited, best_state = math.inf, 0.0, 0, None
-    history: list[dict[str, float]] = []
-    for epoch in range(settings.epochs):
-        train_loss = (
-            _epoch(model, optimizer, *train, settings.batch_size, generator) if optimizer else 0.0
-        )
-        val_loss, val_acc = evaluate(model, *val)
-        history.append(
+    run = TrainingRun(model, params, train, val, settings, seed)
+    run.advance(settings.epochs)
+    return run.finish()
+
+
+class TrainingRun:
+    """`fit` that can stop after any epoch and go on later with the same result as one
+    call (successive halving trains many of these in turns).
+
+    Between calls it keeps the optimizer state, the shuffling generator, the early
+    stopping counters and its own copy of torch's global generator (dropout draws from
+    it), so runs advanced in any interleaving give the same numbers as each run alone.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        params: list[nn.Parameter],
+        train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor],
+        settings: TrainSettings,
+        seed: int,
+    ) -> None:
+        self.model, self.train_data, self.val_data = model, train, val
+        self.settings = settings
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = make_optimizer(params, settings) if params else None
+        self.best_loss, self.best_acc, self.waited = math.inf, 0.0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self.stopped = False  # early stopping ended it: later advances do nothing
+        self.seconds = 0.0
+        self.device = params[0].device if params else torch.device("cpu")
+        self.rng_state = _rng_state(self.device)  # whatever the caller seeded
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def advance(self, epochs: int) -> None:
+        """Train until `epochs` epochs in all have run (or early stopping ends it)."""
+        began = time.perf_counter()
+        outer = _rng_state(self.device)
+        _set_rng_state(self.device, self.rng_state)
+        try:
+            while not self.stopped and self.epochs_run < epochs:
+                self._one_epoch()
+        finally:
+            self.rng_state = _rng_state(self.device)
+            _set_rng_state(self.device, outer)
+            self.seconds += time.perf_counter() - began
+
+    def _one_epoch(self) -> None:
+        settings, optimizer = self.settings, self.optimizer
+        train_loss = 0.0
+        if optimizer is not None:
+            x, y = self.train_data
+            train_loss = _epoch(self.model, optimizer, x, y, settings.batch_size, self.generator)
+        val_loss, val_acc = evaluate(self.model, *self.val_data)
+        self.history.append(
             {
-                "epoch": epoch,
+                "epoch": self.epochs_run,
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
             }
         )
-        best_acc = max(best_acc, val_acc)
+        self.best_acc = max(self.best_acc, val_acc)
         watched = val_loss if settings.monitor == "val_loss" else train_loss
-        if watched < best_loss:
-            best_loss, waited = watched, 0
+        if watched < self.best_loss:
+            self.best_loss, self.waited = watched, 0
             if settings.restore_best:
-                best_state = copy.deepcopy(model.state_dict())
+                self.best_state = copy.deepcopy(self.model.state_dict())
         else:
-            waited += 1
-            if settings.patience is not None and waited >= settings.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    best_val_loss = min(h["val_loss"] for h in history) if history else math.inf
-    return TrainResult(best_acc, best_val_loss, len(history), time.perf_counter() - began, history)
+            self.waited += 1
+            if settings.patience is not None and self.waited >= settings.patience:
+                self.stopped = True
+
+    def result(self) -> TrainResult:
+        """The outcome so far (best validation loss and accuracy over the epochs run)."""
+        # a diverged epoch (NaN loss) never counts as the best one
+        losses = [h["val_loss"] for h in self.history if not math.isnan(h["val_loss"])]
+        best_val_loss = min(losses, default=math.inf)
+        return TrainResult(
+            self.best_acc, best_val_loss, self.epochs_run, self.seconds, list(self.history)
+        )
+
+    def finish(self) -> TrainResult:
+        """The outcome; with `restore_best`, the model now holds the best epoch's weights."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.result()
+
+    def release(self) -> None:
+        """Drop the model, optimizer state and saved weights: the run will not go on
+        (`result()` still works)."""
+        self.model = self.optimizer = self.best_state = None  # type: ignore[assignment]
+        self.stopped = True
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """torch's global generator state, and the GPU's when training runs on one (dropout
+    on a GPU draws from the GPU's generator)."""
+    gpu = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), gpu
+
+
+def _set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)

@@ -1,23 +1,38 @@
-"""Population-batched masked heads: every genome's head trains in the same pass.
+"""Population-batched masked heads: a whole generation of genomes trains at once.
 
-A head is input(D) -> dense(H, ReLU, no bias) -> dense(C). A genome masks the first
-layer's inputs (`features` mode: one bit per feature), its hidden units (`neurons`
-mode) or both. All P heads are stacked: W1 (P, D, H), W2 (P, H, C), b2 (P, C), and a
-step is one batched matmul chain. Each member draws its own initial weights and its own
-minibatch order from its own seed, and members never mix, so a genome's result does not
-depend on which other genomes share its batch. Members stop early on their own (on the
-training loss, as MOEvoPruneDeepTL does) and then stop updating.
+A head is input(D) -> dense(H, ReLU, no bias) -> dense(C, bias), the MOEvoPruneDeepTL
+head (SEEDS.md §3). A genome masks the first layer's inputs (`features` mode), its
+hidden units (`neurons`) or both. A masked input row or hidden column of the first
+layer never affects the output and never receives a gradient, so each member keeps
+only its active block: W1 is (d_p, h_p), and its share of the work and memory shrinks
+with its active fraction.
+
+Speed (the work is tiny per step: batch 32): members are packed into groups whose
+weights, momentum and gradient fit in the CPU cache (`group_mb`), padded with zeros to
+the group's largest block (zero padding stays exactly zero: padded inputs are a zero
+column, padded hidden units have zero weights both ways). A group runs all its epochs
+before the next starts; on a CPU, groups are spread over worker threads that each run
+single-threaded kernels (one L2-resident GEMM per core beats one GEMM split across
+cores at these sizes), on a GPU one group holds everyone. Forward and backward are
+written out (no autograd) and the optimizer updates in place.
+
+Exactness: each member draws its initial weights and its minibatch orders from its own
+seed, members never mix, and zero padding does not change any sum, so a member's
+result does not depend on which other members share its group (tested bit for bit
+on CPU): batched training equals training each genome alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-Mode = Literal["features", "neurons", "both"]
+MAX_GROUP = 64  # members per group, whatever the budget (GPU: the budget is large)
 
 
 @dataclass(frozen=True)
@@ -28,189 +43,133 @@ class HeadSettings:
     lr: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = True
-    patience: int = 10  # epochs without a lower training loss
+    patience: int | None = 10  # epochs without a lower training loss; None: never stop
     min_delta: float = 0.0
+    group_mb: float = 8.0  # a group's W1 + momentum + gradient, to stay in cache (CPU)
+    threads: int | None = None  # CPU worker threads; None: torch.get_num_threads()
 
 
 @dataclass
-class PopulationHeads:
-    """Stacked weights of P heads and their masks."""
+class Member:
+    """One head to train: its seed, its active inputs and hidden units, its examples."""
 
-    w1: torch.Tensor  # (P, D, H)
-    w2: torch.Tensor  # (P, H, C)
-    b2: torch.Tensor  # (P, C)
-    feature_mask: torch.Tensor  # (P, D) float 0/1
-    neuron_mask: torch.Tensor  # (P, H) float 0/1
+    seed: int
+    inputs: torch.Tensor  # active feature indices, int64, ascending
+    hidden: torch.Tensor  # active hidden-unit indices, int64, ascending
+    rows: torch.Tensor | None = None  # training examples (indices into x); None: all
+
+
+@dataclass
+class Head:
+    """A trained head, physically pruned: only the active block of W1 is stored."""
+
+    inputs: torch.Tensor  # (d,) feature indices
+    hidden: torch.Tensor  # (h,) hidden-unit indices
+    w1: torch.Tensor  # (d, h)
+    w2: torch.Tensor  # (h, C)
+    b2: torch.Tensor  # (C,)
+    epochs: int = 0
+    train_loss: float = math.nan
+    history: list[float] = field(default_factory=list)  # training loss per epoch
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (P, B, D), or (B, D) shared by all members -> (P, B, C)."""
-        if x.dim() == 2:
-            x = x.expand(self.w1.shape[0], -1, -1)
-        # Masking the inputs, not W1: the same product and gradients (masked rows of W1
-        # get none), at B x D instead of D x H elements per member and step.
-        hidden = torch.bmm(x * self.feature_mask[:, None, :], self.w1)
-        hidden = torch.relu(hidden) * self.neuron_mask[:, None, :]
-        return torch.baddbmm(self.b2[:, None, :], hidden, self.w2)
+        """x: (N, D) full feature rows -> (N, C)."""
+        hidden = torch.relu(x[:, self.inputs] @ self.w1)
+        return torch.addmm(self.b2, hidden, self.w2)
+
+    @property
+    def n_params(self) -> int:
+        return self.w1.numel() + self.w2.numel() + self.b2.numel()
 
 
-def split_masks(
-    genomes: torch.Tensor, mode: Mode, n_features: int, hidden: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Genome bits -> (feature mask, neuron mask); the unmasked side is all ones."""
-    p = genomes.shape[0]
-    ones_f = torch.ones(p, n_features, device=genomes.device)
-    ones_h = torch.ones(p, hidden, device=genomes.device)
-    bits = genomes.float()
-    if mode == "features":
-        return bits, ones_h
-    if mode == "neurons":
-        return ones_f, bits
-    return bits[:, :n_features], bits[:, n_features:]
+def members_from_masks(
+    feature_masks: np.ndarray, neuron_masks: np.ndarray, seeds: np.ndarray
+) -> list[Member]:
+    """One Member per row of the (P, D) and (P, H) 0/1 masks."""
+    return [
+        Member(int(s), _indices(f), _indices(h))
+        for f, h, s in zip(feature_masks, neuron_masks, seeds)
+    ]
 
 
-def init_heads(
-    genomes: torch.Tensor,
-    seeds: list[int],
-    n_features: int,
-    n_classes: int,
-    settings: HeadSettings,
-    mode: Mode,
-) -> PopulationHeads:
-    """Kaiming-uniform weights like nn.Linear's, drawn per member from its own seed."""
-    w1, w2, b2 = [], [], []
-    for seed in seeds:
-        gen = torch.Generator().manual_seed(int(seed))
-        bound1 = 1.0 / math.sqrt(n_features)
-        bound2 = 1.0 / math.sqrt(settings.hidden)
-        w1.append((torch.rand(n_features, settings.hidden, generator=gen) * 2 - 1) * bound1)
-        w2.append((torch.rand(settings.hidden, n_classes, generator=gen) * 2 - 1) * bound2)
-        b2.append((torch.rand(n_classes, generator=gen) * 2 - 1) * bound2)
-    device = genomes.device
-    fmask, nmask = split_masks(genomes, mode, n_features, settings.hidden)
-    return PopulationHeads(
-        torch.stack(w1).to(device),
-        torch.stack(w2).to(device),
-        torch.stack(b2).to(device),
-        fmask,
-        nmask,
-    )
+def _indices(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.flatnonzero(np.asarray(mask)).astype(np.int64))
 
 
-def _member_orders(seeds: list[int], n: int, epoch: int, device: torch.device) -> torch.Tensor:
-    """(P, n) minibatch order of every member for one epoch, from the member's seed."""
-    orders = []
-    for seed in seeds:
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
-        orders.append(torch.randperm(n, generator=gen))
-    return torch.stack(orders).to(device)
+def member_seeds(seed: int) -> tuple[int, int]:
+    """(initial weights, minibatch orders) seeds of a member: two separate streams."""
+    state = np.random.SeedSequence(int(seed) % 2**63).generate_state(4, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1, int(state[2]) << 31 | int(state[3]) >> 1
 
 
-class _StackedSGD:
-    """SGD with (Nesterov) momentum, the same update as torch.optim.SGD, in place on
-    stacked member tensors (no temporaries: the update is memory-bound)."""
-
-    def __init__(self, params: list[torch.Tensor], settings: HeadSettings) -> None:
-        self.params, self.settings = params, settings
-        self.velocity = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        s = self.settings
-        for param, vel in zip(self.params, self.velocity):
-            vel.mul_(s.momentum).add_(param.grad)
-            if s.nesterov:  # p -= lr * (g + m * v)
-                param.add_(param.grad, alpha=-s.lr).add_(vel, alpha=-s.lr * s.momentum)
-            else:
-                param.add_(vel, alpha=-s.lr)
-            param.grad = None
-
-    def keep(self, members: torch.Tensor) -> None:
-        self.velocity = [v[members] for v in self.velocity]
-
-
-def _select(heads: PopulationHeads, members: torch.Tensor) -> PopulationHeads:
-    """The sub-population `members`, as fresh leaf tensors that require gradients."""
-    return PopulationHeads(
-        heads.w1[members].detach().requires_grad_(True),
-        heads.w2[members].detach().requires_grad_(True),
-        heads.b2[members].detach().requires_grad_(True),
-        heads.feature_mask[members],
-        heads.neuron_mask[members],
-    )
-
-
-@torch.no_grad()
-def _write_back(out: PopulationHeads, part: PopulationHeads, rows: torch.Tensor, which) -> None:
-    out.w1[rows] = part.w1[which]
-    out.w2[rows] = part.w2[which]
-    out.b2[rows] = part.b2[which]
+def initial_weights(
+    seed: int, n_features: int, hidden: int, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The full unmasked head's weights drawn from `seed`, uniform like nn.Linear's
+    default (bound 1/sqrt(fan_in)); a member keeps its active block of W1."""
+    gen = torch.Generator().manual_seed(member_seeds(seed)[0])
+    w1 = (torch.rand(n_features, hidden, generator=gen) * 2 - 1) / math.sqrt(n_features)
+    w2 = (torch.rand(hidden, n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
+    b2 = (torch.rand(n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
+    return w1, w2, b2
 
 
 def train_heads(
-    heads: PopulationHeads,
+    members: list[Member],
     x: torch.Tensor,
     y: torch.Tensor,
-    seeds: list[int],
     settings: HeadSettings,
-) -> dict[str, torch.Tensor]:
-    """Train all members, writing the result into `heads`; returns per-member `epochs`
-    and best `train_loss`. Members that stop leave the batch, so the cost of an epoch
-    shrinks with the number of members still training."""
-    p, n = heads.w1.shape[0], len(x)
-    alive = torch.arange(p)
-    part = _select(heads, alive)
-    optimizer = _StackedSGD([part.w1, part.w2, part.b2], settings)
-    best = torch.full((p,), math.inf)
-    waited = torch.zeros(p, dtype=torch.long)
-    epochs = torch.zeros(p, dtype=torch.long)
-    for epoch in range(settings.epochs):
-        member_seeds = [seeds[i] for i in alive.tolist()]
-        orders = _member_orders(member_seeds, n, epoch, x.device)
-        losses = _train_epoch(part, optimizer, x, y, orders, settings.batch_size).cpu()
-        epochs[alive] += 1
-        improved = losses < best[alive] - settings.min_delta
-        best[alive] = torch.where(improved, losses, best[alive])
-        waited[alive] = torch.where(improved, 0, waited[alive] + 1)
-        going = waited[alive] < settings.patience
-        if not going.all():
-            _write_back(heads, part, alive[~going], (~going).nonzero().squeeze(1))
-            alive, part = alive[going], _select(part, going.nonzero().squeeze(1))
-            optimizer.keep(going.nonzero().squeeze(1).to(x.device))
-            optimizer.params = [part.w1, part.w2, part.b2]
-        if len(alive) == 0:
-            break
-    if len(alive):
-        _write_back(heads, part, alive, torch.arange(len(alive)))
-    return {"epochs": epochs, "train_loss": best}
+    n_classes: int | None = None,
+) -> list[Head]:
+    """Train every member on (x, y) (x: (N, D) features, y: (N,) labels; `n_classes`
+    defaults to max(y) + 1) with SGD, (Nesterov) momentum and early stopping on the
+    training loss. Returns the heads in member order."""
+    from evotune.train.popgroup import Group, plan_groups
+
+    n_classes = n_classes or int(y.max().item()) + 1
+    padded = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)  # column D: the zero pad
+    plan = plan_groups(members, len(x), settings, x.device)
+    groups = [Group([members[i] for i in chunk], padded, y, n_classes, settings) for chunk in plan]
+    heads: list[Head | None] = [None] * len(members)
+    for chunk, trained in zip(plan, _run(groups, settings, x.device)):
+        for index, head in zip(chunk, trained):
+            heads[index] = head
+    return heads  # type: ignore[return-value]
 
 
-def _train_epoch(
-    heads: PopulationHeads,
-    optimizer: _StackedSGD,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    orders: torch.Tensor,
-    batch_size: int,
-) -> torch.Tensor:
-    """One epoch; returns each member's mean training loss (P,)."""
-    p, n = orders.shape
-    total = torch.zeros(p, device=x.device)
-    for start in range(0, n, batch_size):
-        idx = orders[:, start : start + batch_size]  # (P, B)
-        logits = heads.logits(x[idx])  # (P, B, C)
-        target = y[idx]
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
-        ).view(p, -1)
-        # Sum of per-member means: each member's gradient is its own mean-loss gradient.
-        loss.mean(dim=1).sum().backward()
-        optimizer.step()
-        total += loss.detach().sum(dim=1)
-    return total / n
+def _run(groups: list, settings: HeadSettings, device: torch.device) -> list[list[Head]]:
+    """Run every group to completion: in this thread on a GPU, else over worker threads
+    (largest groups first, so the last ones to finish are short)."""
+    if device.type != "cpu":
+        return [g.run() for g in groups]
+    threads = min(settings.threads or torch.get_num_threads(), len(groups))
+    with single_threaded():
+        if threads <= 1:
+            return [g.run() for g in groups]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda g: g.run(), groups))
+
+
+@contextmanager
+def single_threaded():
+    """Each worker thread runs its own single-threaded kernels: parallel over members,
+    not within a GEMM. At these sizes a GEMM split over cores gains little, and with
+    another process on a core every split op waits for it (measured: 35 s instead of
+    1 s for one small head on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()
-def predict(heads: PopulationHeads, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Logits of every member on shared inputs: (P, N, C)."""
-    parts = [heads.logits(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
-    return torch.cat(parts, dim=1)
+def predict(heads: list[Head], x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Logits of every head on shared feature rows: (P, N, C). One GEMM chain per head
+    (no per-step overhead to amortise here)."""
+    out = []
+    for head in heads:
+        parts = [head.logits(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        out.append(torch.cat(parts) if parts else x.new_zeros(0, len(head.b2)))
+    return torch.stack(out)

@@ -27,3 +27,26 @@ def mated_pairs(n: int, prob: float, rng: np.random.Generator) -> tuple[np.ndarr
     first, second = pair_rows(n)
     keep = rng.random(len(first)) < prob
     return first[keep], second[keep]
+
+
+SPARSE_RATE = 0.25  # below this, Bernoulli trials are drawn as geometric gaps (faster)
+
+
+def bernoulli_indices(total: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of the successes among `total` independent trials of probability
+    `rate`. Small rates draw only the gaps between successes (geometric), about
+    total x rate numbers instead of `total`: the same distribution, much less work for
+    the 392,000-gene genomes of task `weights`."""
+    if rate <= 0 or total == 0:
+        return np.empty(0, dtype=np.int64)
+    if rate >= SPARSE_RATE:  # the same draws as rng.random(shape) < rate
+        return np.flatnonzero(rng.random(total) < rate)
+    expected = total * rate
+    chunks, end = [], -1
+    while end < total - 1:
+        gaps = rng.geometric(rate, size=int(expected + 6 * np.sqrt(expected) + 16))
+        positions = end + np.cumsum(gaps)
+        chunks.append(positions)
+        end = int(positions[-1])
+    positions = np.concatenate(chunks)
+    return positions[positions < total]

@@ -8,7 +8,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from evotune.engine.operators.base import CROSSOVER, mated_pairs
+from evotune.engine.operators.base import CROSSOVER, bernoulli_indices, mated_pairs
 from evotune.engine.spaces import Space
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -60,10 +60,17 @@ def uniform(
     prob: Probability = 1.0,
     swap: Probability = 0.5,
 ) -> np.ndarray:
-    """Each gene of a mated pair is exchanged with probability `swap` (SEEDS.md §3)."""
+    """Each gene of a mated pair is exchanged with probability `swap` (SEEDS.md §3; §4:
+    swap 0.2, i.e. each gene from parent 1 with p = 0.8). Only the exchanged genes are
+    touched, which matters for 392,000-gene weight matrices."""
     children = parents.copy()
     a, b = mated_pairs(len(parents), prob, rng)
-    _swap_where(children, a, b, rng.random((len(a), parents.shape[1])) < swap)
+    length = parents.shape[1]
+    rows, cols = np.divmod(bernoulli_indices(len(a) * length, swap, rng), length)
+    first, second = a[rows], b[rows]
+    kept = children[first, cols]
+    children[first, cols] = children[second, cols]
+    children[second, cols] = kept
     return children
 
 

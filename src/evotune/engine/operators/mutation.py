@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from evotune.engine.operators.base import MUTATION, per_gene_rate
+from evotune.engine.operators.base import MUTATION, bernoulli_indices, per_gene_rate
 from evotune.engine.spaces import Space
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -80,7 +80,9 @@ def zero_out(
     genomes: np.ndarray, rng: np.random.Generator, space: Space, *, rate: Probability = 0.01
 ) -> np.ndarray:
     """Set each gene to zero with probability `rate` (SEEDS.md §4: 0.01)."""
-    return np.where(rng.random(genomes.shape) < rate, 0, genomes).astype(genomes.dtype)
+    out = np.array(genomes, copy=True, order="C")  # reshape(-1) below must be a view
+    out.reshape(-1)[bernoulli_indices(out.size, rate, rng)] = 0
+    return out
 
 
 @MUTATION.register(kinds=("real", "mixed"))

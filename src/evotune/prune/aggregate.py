@@ -1,0 +1,132 @@
+"""`evotune aggregate RUN_DIR... --out DIR`: merge the Pareto fronts of several runs
+(e.g. the same search with seeds 0-9, as MOEvoPruneDeepTL reports 10 runs) into one.
+
+DIR gets a summary.json whose `pareto` is the non-dominated set of every run's front
+(each point keeps its `run` and `run_seed`, so its head can be retrained exactly),
+pareto.csv, a report, and, for `prune` runs, the same analysis as a single run
+(test metrics, ensembles, explanations) over the merged front.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import moocore
+import numpy as np
+
+from evotune.engine.problem import Objective, losses_of
+from evotune.engine.state import atomic_write_json, atomic_write_text
+from evotune.errors import UserError
+from evotune.prune.analysis import write_pareto_csv
+
+
+def aggregate(run_dirs: list[Path], out: Path, analyse: bool = True) -> dict[str, Any]:
+    summaries = [_summary(Path(r)) for r in run_dirs]
+    _check_compatible(run_dirs, summaries)
+    merged = merge(run_dirs, summaries)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(run_dirs[0]) / "config.yaml", out / "config.yaml")
+    atomic_write_text(out / "generations.jsonl", "")
+    (out / "journal.jsonl").unlink(missing_ok=True)
+    atomic_write_json(out / "summary.json", merged)
+    if analyse and merged["task"] == "prune":
+        merged = _analyse(Path(run_dirs[0]), out, merged)
+    write_pareto_csv(out / "pareto.csv", merged)
+    _add_runs_section(out, run_dirs, summaries, merged)
+    from evotune.report import write_report
+
+    write_report(out)
+    return merged
+
+
+def merge(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary whose front is the non-dominated union of the runs' fronts."""
+    first = summaries[0]
+    points = [
+        {**p, "run": str(d), "run_seed": s["seed"]}
+        for d, s in zip(run_dirs, summaries)
+        for p in s.get("pareto") or []
+    ]
+    front: list[dict[str, Any]] = []
+    if points:
+        objectives = tuple(Objective(o["name"], o["direction"]) for o in first["objectives"])
+        losses = losses_of(objectives, np.array([p["fitness"] for p in points], dtype=float))
+        keep = np.flatnonzero(moocore.is_nondominated(losses))
+        keep = keep[np.lexsort(losses[keep].T[::-1])]
+        front = [points[i] for i in keep]
+    return {
+        "task": first["task"],
+        "algorithm": "aggregate",
+        "seed": first["seed"],
+        "objectives": first["objectives"],
+        "best": front[0] if front else None,
+        "pareto": front,
+        "evaluations": sum(s.get("evaluations", 0) for s in summaries),
+        "generations": None,
+        "wall_seconds": round(sum(s.get("wall_seconds", 0.0) for s in summaries), 3),
+        "stopped_by": "aggregate",
+        "baselines": {},
+        "runs": [str(d) for d in run_dirs],
+    }
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise UserError(f"{path} not found: is {run_dir} a finished evotune run?")
+    return json.loads(path.read_text())
+
+
+def _check_compatible(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> None:
+    if len(run_dirs) < 1:
+        raise UserError("aggregate: give at least one run directory")
+    first = summaries[0]
+    for run_dir, s in zip(run_dirs[1:], summaries[1:]):
+        if s["task"] != first["task"] or s["objectives"] != first["objectives"]:
+            raise UserError(
+                f"{run_dir}: task {s['task']!r} with objectives {s['objectives']} does not "
+                f"match {run_dirs[0]} ({first['task']!r}, {first['objectives']})"
+            )
+
+
+def _analyse(first_run: Path, out: Path, merged: dict[str, Any]) -> dict[str, Any]:
+    """Retrain the merged front with each point's own run seed and analyse it."""
+    from evotune.runner import load_resume_config
+
+    config = load_resume_config(first_run)
+    task = config.task_class.from_config(config)
+    return task.after_search(out, merged)
+
+
+def _add_runs_section(
+    out: Path, run_dirs: list[Path], summaries: list[dict[str, Any]], merged: dict[str, Any]
+) -> None:
+    """A table of the runs, first in analysis.json."""
+    path = out / "analysis.json"
+    data = json.loads(path.read_text()) if path.is_file() else {"sections": []}
+    names = [o["name"] for o in merged["objectives"]]
+    kept = [sum(p["run"] == str(d) for p in merged["pareto"]) for d in run_dirs]
+    rows = [
+        [str(d), s["seed"], len(s.get("pareto") or []), k, *(s["best"] or {}).get("fitness", [])]
+        for d, s, k in zip(run_dirs, summaries, kept)
+    ]
+    text = f"{len(run_dirs)} runs merged into one front of {len(merged['pareto'])} points."
+    if merged["best"] is not None:
+        best = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, merged["best"]["fitness"]))
+        text += f" Best-accuracy point: {best}."
+        if "auroc" in names:
+            best_auroc = max(p["fitness"][names.index("auroc")] for p in merged["pareto"])
+            text += f" Best AUROC on the front: {best_auroc:.4g}."
+    section = {
+        "title": "Aggregated runs",
+        "text": text,
+        "table": {
+            "headers": ["run", "seed", "front", "kept", *[f"best {n}" for n in names]],
+            "rows": rows,
+        },
+    }
+    data["sections"] = [section, *data.get("sections", [])]
+    atomic_write_json(path, data)

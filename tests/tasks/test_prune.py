@@ -1,0 +1,180 @@
+"""Task `prune`: fitness, batching independence, the CLI run with its analysis, export,
+aggregate, and config errors. Small generated images, builtin backbones."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evotune.cli import main
+from evotune.config import resolve
+from evotune.engine.problem import Objective, losses_of
+from evotune.errors import UserError
+from evotune.prune.export import load_pruned
+
+
+def make_npz(path, n=150, classes=3, seed=0, shift=0.0):
+    """8x8 noise images whose brightness tells the class (pooled features keep it)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.random((n, 8, 8)).astype(np.float32) * 0.5 + 0.4 * y[:, None, None] + shift
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOTUNE_CACHE", str(tmp_path / "cache"))
+    ind = make_npz(tmp_path / "in.npz")
+    ood = make_npz(tmp_path / "ood.npz", seed=1, shift=0.2)
+    return {
+        "task": {
+            "name": "prune",
+            "ood": [{"source": "npz", "path": str(ood)}],
+            "explain": {"top": 2, "samples": 2},
+            "windows": [[0, 60], [40, 100]],
+        },
+        "data": {
+            "source": "npz",
+            "path": str(ind),
+            "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+        },
+        "model": {"backbone": "builtin:small_cnn", "channels": "keep", "normalize": "none"},
+        "search": {"preset": "seed", "population": 6, "max_evaluations": 12, "seed": 0},
+        "fitness": {"hidden": 16, "epochs": 6, "lr": 0.5, "batch_size": 8, "device": "cpu"},
+    }
+
+
+def task_of(raw, **fitness):
+    raw = json.loads(json.dumps(raw))
+    raw["fitness"].update(fitness)
+    config = resolve(raw)
+    return config.task_class.from_config(config)
+
+
+def write_config(tmp_path, raw, name="prune.yaml"):
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_objectives_space_and_fitness_independent_of_batch_and_order(setup):
+    task = task_of(setup)
+    assert [o.name for o in task.objectives] == ["accuracy", "active_fraction", "auroc"]
+    assert task.space.n_genes == 64  # small_cnn's pooled features
+    genomes = task.space.sample(5, np.random.default_rng(0))
+    seeds = np.arange(5) + 11
+    batch = task.evaluate(genomes, seeds)
+    backwards = task.evaluate(genomes[::-1], seeds[::-1])[::-1]
+    alone = [task.evaluate(g[None], s[None])[0] for g, s in zip(genomes, seeds)]
+    for a, b, c in zip(batch, backwards, alone):
+        assert a.fitness == b.fitness == c.fitness
+        assert a.fitness[1] == pytest.approx(np.mean(genomes[batch.index(a)]))
+        assert 0.0 <= a.fitness[2] <= 1.0
+
+
+def test_features_are_cached_on_disk(setup):
+    assert not task_of(setup).feats.from_cache
+    assert task_of(setup).feats.from_cache  # same backbone, data and preprocessing
+
+
+@pytest.mark.parametrize("mode,genes", [("neurons", 16), ("both", 64 + 16)])
+def test_modes(setup, mode, genes):
+    setup["task"]["mode"] = mode
+    task = task_of(setup)
+    assert task.space.n_genes == genes
+    genome = np.zeros((1, genes), dtype=np.uint8)
+    genome[0, -3:] = 1  # three hidden units (and, in both, no feature)
+    metrics = task.evaluate(genome, np.array([1]))[0].metrics
+    assert metrics["active_neurons"] == 3
+    assert metrics["active_features"] == (64 if mode == "neurons" else 0)
+
+
+def test_k_fold_averaging(setup):
+    task = task_of(setup, folds=3)
+    result = task.evaluate(np.ones((2, 64), dtype=np.uint8), np.array([1, 2]))
+    assert all(r.metrics["folds"] == 3 for r in result)
+
+
+def test_auroc_needs_ood_data(setup, tmp_path, capsys):
+    del setup["task"]["ood"]
+    assert [o.name for o in task_of(setup).objectives] == ["accuracy", "active_fraction"]
+    setup["task"]["objectives"] = ["accuracy", "auroc"]
+    with pytest.raises(UserError, match="auroc objective needs OOD data"):
+        resolve(setup)
+    assert main(["validate", str(write_config(tmp_path, setup))]) == 2
+
+
+def test_cli_run_front_analysis_report_and_export(setup, tmp_path):
+    run = tmp_path / "run"
+    config = write_config(tmp_path, setup)
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    front = summary["pareto"]
+    objectives = tuple(Objective(o["name"], o["direction"]) for o in summary["objectives"])
+    losses = losses_of(objectives, np.array([p["fitness"] for p in front]))
+    for i in range(len(losses)):  # mutually non-dominated
+        dominated = (losses <= losses[i]).all(axis=1) & (losses < losses[i]).any(axis=1)
+        assert not dominated.any()
+    assert all("test_accuracy" in p["metrics"] and "test_auroc" in p["metrics"] for p in front)
+    rows = list(csv.DictReader((run / "pareto.csv").open()))
+    assert len(rows) == len(front) and "test_accuracy" in rows[0]
+    generations = [json.loads(line) for line in (run / "generations.jsonl").open()]
+    assert all(g["hypervolume"] is not None for g in generations)
+    analysis = json.loads((run / "analysis.json").read_text())
+    titles = [s["title"] for s in analysis["sections"]]
+    assert titles[:2] == ["Ensembles by accuracy window", "Ensembles by OOD AUROC window"]
+    for name in ("pareto", "pareto_3d", "feature_frequency", "gradcam"):
+        assert (run / "plots" / f"{name}.png").is_file(), name
+    html = (run / "report.html").read_text()
+    assert "Ensembles by accuracy window" in html and "plots/gradcam.png" in html
+    assert summary["baselines"]["full"]["fitness"][1] == 1.0
+
+    out = tmp_path / "small.safetensors"
+    assert main(["export", str(run), "--pick", "smallest", "--out", str(out)]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    metrics = meta["metrics"]
+    assert metrics["same_predictions"] and metrics["max_logit_difference"] < 1e-5
+    assert metrics["head_params"] < metrics["masked_head_params"]
+    smallest = min(front, key=lambda p: (p["fitness"][1], -p["fitness"][0]))
+    assert meta["mask"] == smallest["genome"]
+    assert metrics["test_accuracy"] == pytest.approx(smallest["metrics"]["test_accuracy"])
+    net, loaded_meta = load_pruned(out)
+    assert loaded_meta["mask"] == meta["mask"]
+    assert sum(p.numel() for p in net.head.parameters()) == metrics["head_params"]
+    with torch.no_grad():
+        assert net(torch.rand(3, 1, 8, 8)).shape == (3, 3)
+
+    other = tmp_path / "run2"
+    quiet = "-q --set task.analysis=false --set output.report=false".split()
+    assert main(["run", str(config), "--out", str(other), "--set", "search.seed=1", *quiet]) == 0
+    merged_dir = tmp_path / "merged"
+    assert main(["aggregate", str(run), str(other), "--out", str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "summary.json").read_text())
+    union = {
+        (p["hash"], p["fitness"][0])
+        for d in (run, other)
+        for p in json.loads((d / "summary.json").read_text())["pareto"]
+    }
+    assert {(p["hash"], p["fitness"][0]) for p in merged["pareto"]} <= union
+    assert all("test_accuracy" in p["metrics"] for p in merged["pareto"])
+    assert (merged_dir / "report.html").is_file()
+
+
+def test_same_run_whatever_the_executor_batch(setup, tmp_path):
+    config = write_config(tmp_path, setup)
+    results = []
+    for batch in ("null", "3"):
+        out = tmp_path / f"run-{batch}"
+        quiet = "-q --set task.analysis=false --set output.report=false --set task.baselines=[]"
+        args = ["run", str(config), "--out", str(out), "--set", f"executor.batch_size={batch}"]
+        assert main(args + quiet.split()) == 0
+        journal = map(json.loads, (out / "journal.jsonl").open())
+        results.append([(e["hash"], e["fitness"]) for e in journal])
+    assert results[0] == results[1]
