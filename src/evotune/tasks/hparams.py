@@ -1,0 +1,317 @@
+"""Task `hparams`: how to transfer a pretrained backbone (SEEDS.md §2).
+
+Genome (`hparams_space.py`): kept depth (truncation), frozen depth (the frozen prefix),
+learning rate, dropout and, optionally, weight decay, batch size, head width and SE
+blocks on/off. Fitness: train, then minus the validation loss, reported as the
+objective `val_loss` (min): the best validation loss over the epochs.
+
+`fitness.schedule: successive_halving` evaluates a whole generation at once: every
+genome trains `min_epochs`, the best 1/eta train on to eta times as many, and so on up
+to `fitness.epochs` (`train/halving.py`). Each journal line records its `fidelity`
+(1.0: the full-budget value). Runs continue where they stopped, so a genome reaching
+the last rung gets exactly its full-budget value, and a genome stopped earlier reports
+the best loss of its own training so far, a pessimistic bound of its full value.
+Comparisons are therefore like with like within a generation (every rung ranks
+genomes trained for the same epochs), and across fidelities the GA can only prefer a
+lower-fidelity genome when even its pessimistic value is better.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from evotune.data import DataConfig, Dataset, load_data
+from evotune.engine.problem import Evaluation, Objective
+from evotune.engine.state import atomic_write_json
+from evotune.errors import UserError
+from evotune.models import ModelConfig, TransferNet, build_model, save_checkpoint
+from evotune.models.derive import derive
+from evotune.tasks.base import Section, Task
+from evotune.tasks.hparams_space import GeneRanges, Plan, build_space, decode, encode
+from evotune.train.device import resolve_device
+from evotune.train.finetune import TrainingRun, TrainSettings, evaluate
+from evotune.train.halving import Reached, rungs, successive_halving
+from evotune.train.prefix_cache import PrefixCache, Suffix
+
+DIRECTIONS = {"val_loss": "min", "val_accuracy": "max", "trainable_params": "min"}
+
+
+class HparamsOptions(Section):
+    genes: GeneRanges = GeneRanges()
+    objectives: list[Literal["val_loss", "val_accuracy", "trainable_params"]] = ["val_loss"]
+    baselines: list[Literal["default"]] = Field(
+        ["default"], description="default: the config's own settings, every block kept"
+    )
+
+
+class HparamsFitness(Section):
+    epochs: int = Field(5, ge=1, description="full training budget per genome")
+    batch_size: int = Field(64, ge=1, description="when batch_size is not a gene")
+    lr: float = Field(1e-3, gt=0, description="when lr is not a gene")
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, description="when weight_decay is not a gene")
+    patience: int | None = Field(5, ge=1, description="early stopping on validation loss")
+    schedule: Literal["full", "successive_halving"] = "full"
+    min_epochs: int = Field(1, ge=1, description="successive halving: first rung's epochs")
+    eta: int = Field(3, ge=2, description="successive halving: keep 1/eta, epochs x eta")
+    device: str = "auto"
+    cache: bool = Field(True, description="cache frozen-prefix activations")
+    cache_gb: float = Field(2.0, gt=0, description="memory budget of the prefix cache")
+
+
+def _objectives(options: HparamsOptions) -> tuple[Objective, ...]:
+    return tuple(Objective(name, DIRECTIONS[name]) for name in options.objectives)
+
+
+class HparamsTask(Task):
+    name = "hparams"
+    description = "transfer hyperparameters: kept/frozen depth, lr, dropout, ... (mixed genome)"
+    genome_kind = "mixed"
+    Options = HparamsOptions
+    Fitness = HparamsFitness
+    Data = DataConfig
+    Model = ModelConfig
+    seed_preset = "tl-hparams"
+    # SEEDS.md §2: DenseNet-121 with SE blocks, 1-58 dense layers kept, 0-18 frozen,
+    # lr 1e-6..1e-1, dropout 0.1..0.9, Adam, full-budget evaluation.
+    seed_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "model": {"backbone": "torchvision:densenet121", "weights": "DEFAULT", "se_blocks": True},
+        "task": {
+            "genes": {
+                "kept": [1, 58],
+                "frozen": [0, 18],
+                "lr": [1e-6, 1e-1],
+                "dropout": [0.1, 0.9],
+            }
+        },
+        "fitness": {"optimizer": "adam", "schedule": "full"},
+    }
+
+    def __init__(
+        self,
+        template: TransferNet,
+        data: Dataset,
+        options: HparamsOptions,
+        fitness: HparamsFitness,
+        model: ModelConfig,
+        device: torch.device,
+    ) -> None:
+        self.template = template.to(device).eval()
+        self.data, self.options, self.fitness, self.device = data, options, fitness, device
+        self.space = build_space(options.genes, template.n_blocks)
+        self.objectives = _objectives(options)
+        self.defaults = Plan(
+            kept=template.n_blocks,
+            frozen=0,
+            lr=fitness.lr,
+            dropout=model.dropout,
+            weight_decay=fitness.weight_decay,
+            batch_size=fitness.batch_size,
+            head_width=model.head_hidden or 0,
+            se_blocks=model.se_blocks,
+        )
+        halving = fitness.schedule == "successive_halving"
+        self.batch_size = None if halving else 1  # halving ranks the whole generation
+        self.budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
+        self.tensors = {k: (s.x.to(device), s.y.to(device)) for k, s in data.splits().items()}
+        inputs = {k: self.tensors[k][0] for k in ("train", "val")}
+        budget = fitness.cache_gb * 2**30
+        self.cache = PrefixCache(template, inputs, budget) if fitness.cache else None
+
+    @classmethod
+    def objectives_for(cls, config: Any) -> tuple[Objective, ...]:
+        return _objectives(config.task)
+
+    @classmethod
+    def from_config(cls, config: Any) -> HparamsTask:
+        if config.fitness.schedule == "successive_halving" and config.executor.batch_size:
+            raise UserError(
+                "executor.batch_size: successive halving ranks a whole generation at once; "
+                "remove executor.batch_size (or use fitness.schedule: full)"
+            )
+        data = load_data(config.data)
+        # The template has no SE blocks and a plain head: each genome adds its own.
+        base = config.model.model_copy(update={"se_blocks": False, "head_hidden": None})
+        with torch.random.fork_rng(devices=[]):
+            # weights: none draws the backbone: the same one in every process and resume
+            torch.manual_seed(config.search.seed)
+            template = build_model(base, data.input_shape, data.num_classes)
+        device = resolve_device(config.fitness.device)
+        return cls(template, data, config.task, config.fitness, config.model, device)
+
+    # -- fitness ------------------------------------------------------------------------
+
+    def plan(self, genome: np.ndarray) -> Plan:
+        return decode(self.space, genome, self.defaults)
+
+    def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        if self.budgets is None:
+            return [self._full(g, int(s)) for g, s in zip(genomes, seeds)]
+        return self._halving(genomes, seeds)
+
+    def _full(self, genome: np.ndarray, seed: int) -> Evaluation:
+        run, _, trainable = self.start_run(self.plan(genome), seed)
+        run.advance(self.fitness.epochs)
+        return self._evaluation(run, trainable, Reached(0, self.fitness.epochs, True))
+
+    def _halving(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        runs, trainables = [], []
+        for genome, seed in zip(genomes, seeds):
+            run, _, trainable = self.start_run(self.plan(genome), int(seed))
+            runs.append(run)  # the run holds the net: dropped once the run is released
+            trainables.append(trainable)
+        reached = successive_halving(runs, self.budgets, self.fitness.eta, self._score)
+        return [self._evaluation(*row) for row in zip(runs, trainables, reached)]
+
+    def _score(self, run: TrainingRun) -> float:
+        """A run's rank within a rung, lower is better: the first objective, or the
+        validation loss when that is `trainable_params` (fixed before training)."""
+        result = run.result()
+        if self.options.objectives[0] == "val_accuracy":
+            return -result.best_val_accuracy
+        return result.best_val_loss
+
+    def _evaluation(self, run: TrainingRun, trainable: int, where: Reached) -> Evaluation:
+        result = run.result()
+        values = {
+            "val_loss": result.best_val_loss,
+            "val_accuracy": result.best_val_accuracy,
+            "trainable_params": float(trainable),
+        }
+        fidelity = 1.0 if where.complete else where.budget / self.fitness.epochs
+        metrics = {
+            "val_loss": result.best_val_loss,
+            "val_accuracy": result.best_val_accuracy,
+            "trainable_params": trainable,
+            "epochs": result.epochs_run,
+            "fidelity": round(fidelity, 6),
+            "train_seconds": round(result.seconds, 3),
+        }
+        if self.budgets is not None:
+            metrics["rung"] = where.rung
+        return Evaluation(tuple(values[o] for o in self.options.objectives), metrics)
+
+    def build_net(self, plan: Plan, seed: int) -> tuple[TransferNet, int]:
+        """The genome's network, new parts drawn from `seed`, frozen as planned; returns
+        it with its trainable parameter count."""
+        torch.manual_seed(seed)
+        net = derive(
+            self.template,
+            self.data.num_classes,
+            keep=plan.kept,
+            se_blocks=plan.se_blocks,
+            head_hidden=plan.head_width or None,
+            dropout=plan.dropout,
+        ).to(self.device)
+        cut = _frozen_stages(net, plan.frozen)
+        mask = [gene.stage >= cut for gene in net.genes]
+        # the adapter is the first layer: frozen with any frozen prefix
+        trainable = net.set_trainable(mask, adapter=plan.frozen == 0)
+        return net, trainable
+
+    def start_run(
+        self, plan: Plan, seed: int, restore_best: bool = False
+    ) -> tuple[TrainingRun, TransferNet, int]:
+        """A training run of the planned network (from the frozen prefix's cached
+        activations when there are any), the network, and its trainable parameters."""
+        net, trainable = self.build_net(plan, seed)
+        model, xs = self._inputs(net)
+        train = (xs["train"], self.tensors["train"][1])
+        val = (xs["val"], self.tensors["val"][1])
+        settings = self.settings(plan, restore_best)
+        run = TrainingRun(model, net.trainable_parameters(), train, val, settings, seed)
+        return run, net, trainable
+
+    def _inputs(self, net: TransferNet) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        start = net.frozen_prefix() if self.cache is not None else 0
+        same = net.stage_names[:start] == self.template.stage_names[:start]
+        cached = self.cache.get(start) if start > 0 and same else None
+        if cached is None:
+            return net, {k: self.tensors[k][0] for k in ("train", "val")}
+        return Suffix(net, start), cached
+
+    def settings(self, plan: Plan, restore_best: bool = False) -> TrainSettings:
+        f = self.fitness
+        return TrainSettings(
+            epochs=f.epochs,
+            batch_size=plan.batch_size,
+            lr=plan.lr,
+            optimizer=f.optimizer,
+            momentum=f.momentum,
+            weight_decay=plan.weight_decay,
+            patience=f.patience,
+            restore_best=restore_best,
+        )
+
+    # -- after the search ---------------------------------------------------------------
+
+    def baseline_genomes(self, budget: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """`default`: the config's own settings (every block kept, nothing frozen),
+        moved into the gene ranges where they fall outside."""
+        out = {}
+        if "default" in self.options.baselines:
+            out["default"] = encode(self.space, self.defaults)[None, :]
+        return out
+
+    def test_metrics(self, genome: np.ndarray, seed: int) -> dict[str, float]:
+        """Retrain a genome with the full budget, then measure it on the test split."""
+        run, net, _ = self.start_run(self.plan(genome), seed)
+        run.advance(self.fitness.epochs)
+        metrics: dict[str, float] = {"val_loss": run.result().best_val_loss}
+        if "test" in self.tensors:
+            loss, acc = evaluate(net, *self.tensors["test"])
+            metrics |= {"test_accuracy": acc, "test_loss": loss}
+        return metrics
+
+    def export(
+        self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
+    ) -> dict[str, Any]:
+        """Retrain with the best epoch's weights kept, test, and save a `file:` model
+        (loadable again with `model.backbone: file:PATH`) plus a JSON description."""
+        plan = self.plan(genome)
+        run, net, trainable = self.start_run(plan, seed, restore_best=True)
+        run.advance(epochs or self.fitness.epochs)
+        result = run.finish()
+        metrics: dict[str, Any] = {
+            "val_loss": result.best_val_loss,
+            "val_accuracy": result.best_val_accuracy,
+            "trainable_params": trainable,
+            "epochs": result.epochs_run,
+        }
+        if "test" in self.tensors:
+            metrics["test_loss"], metrics["test_accuracy"] = evaluate(net, *self.tensors["test"])
+        meta = {
+            "hparams": self.space.to_json(genome),
+            "plan": plan.describe(),
+            "metrics": metrics,
+            "classes": self.data.classes,
+            **source,
+        }
+        save_checkpoint(copy.deepcopy(net).cpu(), path, meta=meta)
+        atomic_write_json(path.with_suffix(".json"), {"model": net.describe(), **meta})
+        return metrics
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "model": self.template.describe(),
+            "data": self.data.describe(),
+            "genes": self.space.describe()["genes"],
+            "schedule": self.fitness.schedule,
+            "rungs": self.budgets,
+        }
+
+
+def _frozen_stages(net: TransferNet, frozen: int) -> int:
+    """Stages before the end of the `frozen`-th block (0: none)."""
+    if frozen <= 0:
+        return 0
+    blocks = [i for i, kind in enumerate(net.stage_kinds) if kind == "block"]
+    return blocks[min(frozen, len(blocks)) - 1] + 1
