@@ -28,14 +28,19 @@ def mnist_backbone(name: str = "small_resnet", epochs: int = 3) -> Path:
     path = cache_dir("backbones") / f"bench-{name}-mnist-e{epochs}.safetensors"
     if not path.exists():
         config = PretrainConfig(
-            data=DataConfig(source="idx", path=str(require(MNIST)),
-                            split={"val_fraction": 0.1, "test_fraction": 0.1}),
+            data=DataConfig(
+                source="idx",
+                path=str(require(MNIST)),
+                split={"val_fraction": 0.1, "test_fraction": 0.1},
+            ),
             model=ModelConfig(backbone=f"builtin:{name}", channels="keep", normalize="none"),
             pretrain=PretrainSettings(epochs=epochs, batch_size=128, lr=2e-3, device="cpu"),
         )
         result = pretrain(config, path)
-        print(f"pretrained {name} on MNIST: test accuracy {result['test_accuracy']:.4f}",
-              file=sys.stderr)
+        print(
+            f"pretrained {name} on MNIST: test accuracy {result['test_accuracy']:.4f}",
+            file=sys.stderr,
+        )
     return path
 
 
@@ -45,8 +50,13 @@ def fsdd_data(**overrides) -> dict:
         "source": "audio",
         "path": str(require(FSDD)),
         "label": {"from": "pattern", "pattern": "{label}_{speaker}_{index}.wav"},
-        "audio": {"sample_rate": 8000, "duration": 1.0, "n_mels": 64, "n_fft": 512,
-                  "hop_length": 256},
+        "audio": {
+            "sample_rate": 8000,
+            "duration": 1.0,
+            "n_mels": 64,
+            "n_fft": 512,
+            "hop_length": 256,
+        },
         "split": {"val_fraction": 0.2, "test_where": {"index": ["0", "1", "2", "3", "4"]}},
         **overrides,
     }

@@ -28,11 +28,20 @@ def layers_config(backbone: Path, cache: bool, quick: bool) -> dict:
     return {
         "task": {"name": "layers", "frozen_prefix": 10, "baselines": []},
         "data": fsdd_data(),
-        "model": {"backbone": f"file:{backbone}", "granularity": "leaf", "channels": "keep",
-                  "normalize": "none"},
+        "model": {
+            "backbone": f"file:{backbone}",
+            "granularity": "leaf",
+            "channels": "keep",
+            "normalize": "none",
+        },
         "search": {"preset": "seed", "generations": 2 if quick else 4, "seed": 0},
-        "fitness": {"epochs": 2 if quick else 5, "batch_size": 64, "lr": 1e-3,
-                    "device": "cpu", "cache": cache},
+        "fitness": {
+            "epochs": 2 if quick else 5,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "device": "cpu",
+            "cache": cache,
+        },
     }
 
 
@@ -41,8 +50,11 @@ def run_search(config: dict, out: Path) -> dict:
     from evotune.runner import start
 
     summary = start(resolve(config), out)
-    return {"seconds": summary["wall_seconds"], "evaluations": summary["evaluations"],
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": summary["wall_seconds"],
+        "evaluations": summary["evaluations"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def replay(config: dict, run_dir: Path) -> dict:
@@ -61,15 +73,21 @@ def replay(config: dict, run_dir: Path) -> dict:
         seed = evaluation_seed(resolved.search.seed, entry["hash"])
         result = task.evaluate(genome[None, :], np.array([seed]))[0]
         diffs.append(abs(result.fitness[0] - entry["fitness"][0]))
-    return {"seconds": time.perf_counter() - began, "evaluations": len(fresh),
-            "max_fitness_diff": max(diffs), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "seconds": time.perf_counter() - began,
+        "evaluations": len(fresh),
+        "max_fitness_diff": max(diffs),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def child(mode: str, quick: bool, folder: Path) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--folder", str(folder)]
         + (["--quick"] if quick else []),
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -31,8 +31,9 @@ def test_pretrain_then_file_backbone_round_trips_weights(tmp_path, capsys):
     assert accuracy == meta["pretrain"]["val_accuracy"]  # the saved weights are the best epoch's
 
     # As a file: backbone for a new 3-class task, every stage weight is the pretrained one.
-    reused = build_model(ModelConfig(backbone=f"file:{out}", channels="keep", normalize="none"),
-                         (1, 8, 8), 3)
+    reused = build_model(
+        ModelConfig(backbone=f"file:{out}", channels="keep", normalize="none"), (1, 8, 8), 3
+    )
     pretrained = dict(net.stages.named_parameters())
     for name, param in reused.stages.named_parameters():
         assert torch.equal(param, pretrained[name]), name
