@@ -46,7 +46,8 @@ def test_fsdd_like_files_become_labelled_log_mel_spectrograms(tmp_path):
     assert data.input_shape == (1, 16, 1 + 4000 // 128)
     x, y = everything(data)
     assert len(x) == 3 * 2 * 4 and x.dtype == torch.float32
-    assert x.amax(dim=(1, 2, 3)).eq(0).all()  # dB relative to each clip's maximum
+    assert x.amax(dim=(1, 2, 3)).eq(1).all()  # unit scale: each clip's maximum is 1
+    assert x.min() >= 0
     # Higher pitch, higher loudest mel band: the label travels with its own file.
     loudest_band = x[:, 0].mean(dim=2).argmax(dim=1)
     for low, high in zip(range(2), range(1, 3)):
@@ -200,3 +201,12 @@ def test_a_cache_dir_that_cannot_be_created_is_a_user_error(tmp_path):
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(UserError, match=r"data.audio.cache_dir: cannot create .*taken"):
         load_data(audio_config(tmp_path / "wav", cache_dir=tmp_path / "taken"))
+
+
+def test_db_scale_keeps_the_seeds_decibels_and_unit_is_their_affine_map(tmp_path):
+    write_fsdd(tmp_path / "wav")
+    unit, _ = everything(load_data(audio_config(tmp_path / "wav")))
+    db, _ = everything(load_data(audio_config(tmp_path / "wav", audio={"scale": "db"})))
+    assert db.amax(dim=(1, 2, 3)).eq(0).all()  # dB relative to each clip's maximum
+    assert db.min() >= -80
+    assert torch.allclose(unit, db / 80 + 1)

@@ -16,7 +16,7 @@ from evotune.data.config import DataConfig, LabelConfig
 from evotune.data.labels import encode, sort_names
 from evotune.data.pattern import compile_pattern
 from evotune.data.raw import ErrorPolicy, Examples, Loaded, existing
-from evotune.data.spectrogram import SpectrogramParams, spectrograms
+from evotune.data.spectrogram import TOP_DB, SpectrogramParams, spectrograms
 from evotune.errors import UserError
 from evotune.paths import cache_dir
 
@@ -45,15 +45,26 @@ def load_audio(config: DataConfig) -> Loaded:
     cache_dir = _cache_dir(config)
     read = _Reader(params, cache_dir, config.audio.workers, policy, config.label)
     files, x = read(root)
+    x = scaled(x, config.audio.scale)
     classes = sort_names(f.label for f in files)
     loaded = Loaded(data=_examples(files, x, classes, str(root)), classes=classes, origin=str(root))
     if config.test_path is not None:
         test_root = existing(config.test_path, "folder", key="data.test_path")
         test_files, test_x = read(test_root)
+        test_x = scaled(test_x, config.audio.scale)
         loaded.test = _examples(test_files, test_x, classes, str(test_root))
         loaded.test_origin = str(test_root)
     loaded.notes = policy.notes()
     return loaded
+
+
+def scaled(db: np.ndarray, scale: str) -> np.ndarray:
+    """Spectrograms in the input range asked for. The cache keeps dB (the seed's
+    pipeline): a backbone pretrained on [0, 1] images sees [-80, 0] inputs as far out of
+    distribution (frozen batch norms amplify them), so `unit` is the default."""
+    if scale == "db":
+        return db
+    return np.clip(db / TOP_DB + 1.0, 0.0, 1.0, out=db)
 
 
 @dataclass

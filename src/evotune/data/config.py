@@ -73,6 +73,11 @@ class AudioConfig(Section):
     n_mels: int = Field(128, ge=1)
     n_fft: int = Field(2048, ge=16)
     hop_length: int = Field(512, ge=1)
+    scale: Literal["unit", "db"] = Field(
+        "unit",
+        description="unit: dB mapped to [0, 1] (0 = 80 dB below the clip's maximum), the "
+        "range image backbones were pretrained on; db: raw dB in [-80, 0], as the seed",
+    )
     cache: bool = Field(True, description="keep spectrograms on disk for the next load")
     cache_dir: str | None = Field(
         None, description="default: $EVOTUNE_CACHE/spectrograms or ~/.cache/evotune/spectrograms"

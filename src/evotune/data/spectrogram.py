@@ -22,6 +22,7 @@ import numpy as np
 
 from evotune.data.raw import ErrorPolicy
 
+TOP_DB = 80.0  # power_to_db's floor below each clip's maximum
 PIPELINE_VERSION = 1  # bump when the pipeline changes, so old cache entries are ignored
 PARALLEL_MIN = 64  # fewer files are computed in-process: a worker takes 2-5 s to start
 
@@ -88,7 +89,7 @@ def compute_spectrogram(samples: np.ndarray, rate: int, params: SpectrogramParam
     # instead of per file (it took a quarter of the time).
     stft = librosa.stft(signal, n_fft=params.n_fft, hop_length=params.hop_length)
     power = mel_basis(params.sample_rate, params.n_fft, params.n_mels) @ (np.abs(stft) ** 2)
-    return librosa.power_to_db(power, ref=np.max).astype(np.float32)[None]
+    return librosa.power_to_db(power, ref=np.max, top_db=TOP_DB).astype(np.float32)[None]
 
 
 @functools.lru_cache(maxsize=8)
