@@ -196,7 +196,8 @@ def main() -> None:
         folder = args.out or Path(scratch)
         for seed in range(seeds):  # methods interleaved: load changes hit all alike
             for method in METHODS:
-                out = folder / f"{method}-{seed}"
+                mode = "quick" if args.quick else "full"  # runs of other settings stay apart
+                out = folder / f"{mode}-{minutes:g}min-{method}-{seed}"
                 results[method].append(run_one(method, seed, minutes, backbone, args.quick, out))
                 print(
                     f"{method} seed {seed}: {results[method][-1]['evaluations']} evaluations",
