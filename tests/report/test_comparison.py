@@ -37,6 +37,14 @@ def test_evaluations_count_when_their_chunk_ends_after_the_generation_overhead(t
     assert curve.tolist() == [[4.5, 1, 3.0], [4.5, 2, 2.0], [5.5, 3, 1.0], [6.0, 4, 1.0]]
 
 
+def test_lower_fidelity_values_take_time_but_are_never_the_best(tmp_path):
+    journal = [entry(0, 0.5, 1.0), entry(0, 2.0, 0.5), entry(1, 1.0, 3.0)]
+    journal[0]["metrics"] = {"fidelity": 1 / 6}  # a first-rung loss: fewer epochs
+    generations = [{"generation": 0, "seconds": 1.5}, {"generation": 1, "seconds": 3.0}]
+    curve = best_curve(load_run(fake_run(tmp_path / "r", journal, generations)))
+    assert curve.tolist() == [[1.0, 1, np.inf], [1.5, 2, 2.0], [4.5, 3, 1.0]]
+
+
 def test_comparison_directory_report_links_each_algorithm(tmp_path):
     comparison = {}
     for i, name in enumerate(("ga", "tpe")):

@@ -6,7 +6,9 @@ Time axis: each finished evaluation is placed when its chunk ended (consecutive 
 lines of one generation with the same `seconds` came from one chunk: a batch evaluated
 at once, e.g. a whole successive-halving generation), after that generation's own
 overhead (asking, telling: its recorded time minus the evaluations' time). No
-evaluation is credited before it finished.
+evaluation is credited before it finished. Values measured at a lower fidelity
+(successive halving's early rungs) take time and count as evaluations, but never as the
+best: they are losses of networks trained less, not comparable with full-budget ones.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def best_curve(run: RunData) -> np.ndarray:
             for entry in chunk:
                 count += 1
                 value = sign * floats(entry.get("fitness"))[0]
-                best = min(best, value) if np.isfinite(value) else best
+                if np.isfinite(value) and _full_fidelity(entry):
+                    best = min(best, value)
                 rows.append((clock, count, sign * best))
     return np.array(rows, dtype=float).reshape(-1, 3)
+
+
+def _full_fidelity(entry: dict[str, Any]) -> bool:
+    return float((entry.get("metrics") or {}).get("fidelity", 1.0)) >= 1.0
 
 
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
