@@ -204,7 +204,7 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
     )
     if len(names) > 1:
         print(f"pareto front: {len(summary['pareto'])} points")
-    if summary.get("baselines"):
+    if summary.get("baselines") or summary.get("baseline_failures"):
         print(baseline_table(summary))
     if summary.get("comparison"):
         from evotune.compare import comparison_table
@@ -231,6 +231,8 @@ def baseline_table(summary: dict[str, Any]) -> str:
             f"{label:<8} {entry['fitness'][0]:>10.4f} {test:>9} "
             f"{m.get('trainable_params', '-'):>10} {evaluated:>9}  {genome}"
         )
+    for label, error in (summary.get("baseline_failures") or {}).items():
+        lines.append(f"{label:<8} every candidate failed: {error}")
     return "\n".join(lines)
 
 
