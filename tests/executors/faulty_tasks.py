@@ -75,14 +75,34 @@ class FaultyOneMax(OneMax):
             Path(folder, f"{os.getpid()}-{len(os.listdir(folder))}").write_text("")
 
 
+class BaselinedOneMax(FaultyOneMax):
+    """FaultyOneMax with baselines (all ones, and random masks with the search's budget);
+    each evaluation records the process it ran in."""
+
+    name = "baselined_onemax"
+
+    def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        results = super().evaluate(genomes, seeds)
+        return [Evaluation(r.fitness, {**r.metrics, "pid": os.getpid()}) for r in results]
+
+    def baseline_genomes(self, budget: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ones = np.ones((1, self.space.n_genes), dtype=np.uint8)
+        return {"full": ones, "random": self.space.sample(budget, rng)}
+
+    def test_metrics(self, genome: np.ndarray, seed: int) -> dict[str, float]:
+        return {"test_accuracy": float(genome.mean())}
+
+
 def register(monkeypatch: Any) -> None:
-    """Make `task: faulty_onemax` resolve in this process, for one test."""
+    """Make `task: faulty_onemax` (and `baselined_onemax`) resolve in this process, for
+    one test."""
     import evotune.config
 
     real = evotune.config.get_task
+    ours = {task.name: task for task in (FaultyOneMax, BaselinedOneMax)}
 
     def get_task(name: str, where: str = "task") -> type:
-        return FaultyOneMax if name == FaultyOneMax.name else real(name, where)
+        return ours[name] if name in ours else real(name, where)
 
     monkeypatch.setattr(evotune.config, "get_task", get_task)
 

@@ -1,9 +1,10 @@
 """The Ray executor on a real local Ray cluster (2 CPUs, started once for this module):
 same results as the local executor, a killed worker, raising evaluations, a run stopped
-by failures, a killed driver."""
+by failures, a killed driver, baselines on the workers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -42,6 +43,13 @@ RAISING = """\
 task: {name: faulty_onemax, length: 30}
 search: {population: 8, generations: 5, seed: 1}
 fitness: {fail_prefix: '11', crash_once_dir: %s}
+executor: {batch_size: 2, max_failures: null}
+output: {report: false}
+"""
+BASELINED = """\
+task: {name: baselined_onemax, length: 12}
+search: {population: 6, generations: 2, seed: 2}
+fitness: {fail_prefix: '11'}
 executor: {batch_size: 2, max_failures: null}
 output: {report: false}
 """
@@ -198,3 +206,16 @@ def test_batches_of_genomes_travel_together(tmp_path):
     assert [len(c) for c in even.chunks(task, 9)] == [5, 4]
     assert [len(c) for c in RayExecutor(max_in_flight=1).chunks(task, 9)] == [9]
     assert [len(c) for c in RayExecutor(num_cpus=0.5).chunks(task, 9)] == [3, 3, 3]
+
+
+def test_baselines_run_on_the_workers_behind_the_failure_guard(tmp_path, faulty):
+    config = write(tmp_path, BASELINED)
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+    lines = (tmp_path / "ray" / "baselines.jsonl").read_text().splitlines()
+    evaluated = [e for e in map(json.loads, lines) if e["kind"] == "eval"]
+    failed = [e for e in evaluated if "error" in e]
+    assert failed and all(e["genome"].startswith("11") for e in failed)
+    assert all(e["metrics"]["pid"] != os.getpid() for e in evaluated if "error" not in e)
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["baseline_failures"]["full"].startswith("ValueError: unlucky genome")
+    assert summary["baselines"]["random"]["metrics"]["candidates"] == summary["evaluations"]
