@@ -5,7 +5,13 @@ Backbone: evotune's small ResNet pretrained on the MNIST test set (`evotune pret
 Targets: (a) spoken digits (FSDD, log-mel, official split: recordings 0-4 are the test
 set, so no speaker's test recordings are seen in training), (b) scikit-learn's digits.
 
-    python benchmarks/layers_quality.py [--quick] [--seeds 3] [--out DIR] [--write BENCHMARKS.md]
+    python benchmarks/layers_quality.py [--quick] [--seeds 3] [--search seed|default]
+                                        [--out DIR] [--write BENCHMARKS.md]
+
+`--search seed` (default) is the seed's GA (SEEDS.md §1: keep the top half, sequential
+crossover, 4 % flips); `--search default` is evotune's default GA for binary genomes
+(tournament, uniform crossover, 1/L bit flips, elitism 1), with fewer generations since
+each makes population - 1 children instead of population / 2.
 
 With `--out`, runs are kept in DIR: a finished run is read back and an interrupted one
 resumed (evotune's own resume), so a killed benchmark picks up where it stopped.
@@ -31,6 +37,17 @@ BUDGETS = {  # mode -> search and training budget of every run
     # The seed's population is 24; 16 keeps three seeds of both targets near 20 minutes.
     "full": {"population": 16, "elitism": 8, "generations": 6, "epochs": 6, "fsdd_per_class": 50},
 }
+SEARCHES = {  # --search -> the search section, from a budget
+    "seed": lambda b: {
+        "preset": "seed",
+        **{k: b[k] for k in ("population", "elitism", "generations")},
+    },
+    # about as many children as the seed's GA: (population - 1) per generation, not half
+    "default": lambda b: {
+        "population": b["population"],
+        "generations": (b["generations"] + 2) // 2,
+    },
+}
 
 
 def targets(budget: dict) -> dict[str, dict]:
@@ -48,7 +65,7 @@ def targets(budget: dict) -> dict[str, dict]:
     }
 
 
-def run_one(data: dict, backbone: Path, seed: int, budget: dict, out: Path) -> dict:
+def run_one(data: dict, backbone: Path, seed: int, search: dict, budget: dict, out: Path) -> dict:
     config = {
         "task": {"name": "layers", "baselines": list(METHODS[1:])},
         "data": {**data, "split": {**data["split"], "seed": seed}},
@@ -58,11 +75,7 @@ def run_one(data: dict, backbone: Path, seed: int, budget: dict, out: Path) -> d
             "channels": "keep",
             "normalize": "none",
         },
-        "search": {
-            "preset": "seed",
-            **{k: budget[k] for k in ("population", "elitism", "generations")},
-            "seed": seed,
-        },
+        "search": {**search, "seed": seed},
         "fitness": {"epochs": budget["epochs"], "batch_size": 32, "lr": 2e-3, "device": "cpu"},
         "output": {"report": False},
     }
@@ -113,20 +126,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small budget, a few minutes")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--search", choices=sorted(SEARCHES), default="seed")
     parser.add_argument("--out", type=Path, help="keep runs here; rerun to resume")
     parser.add_argument("--write", type=Path, help="append the tables to this file")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     budget = BUDGETS[mode]
+    search = SEARCHES[args.search](budget)
     backbone = mnist_backbone()
     began = time.perf_counter()
     label = (
-        f"population {budget['population']}, {budget['generations']} generations, "
-        f"{budget['epochs']} epochs, FSDD {budget['fsdd_per_class']} per digit"
+        f"{args.search} GA, population {search['population']}, {search['generations']} "
+        f"generations, {budget['epochs']} epochs, FSDD {budget['fsdd_per_class']} per digit"
     )
     lines = [
         f"`python benchmarks/layers_quality.py{' --quick' if args.quick else ''} "
-        f"--seeds {args.seeds}` ({time.strftime('%Y-%m-%d')}, 2 CPU cores)",
+        f"--seeds {args.seeds} --search {args.search}` ({time.strftime('%Y-%m-%d')}, 2 CPU cores)",
         "",
     ]
     with tempfile.TemporaryDirectory() as scratch:
@@ -134,8 +149,9 @@ def main() -> None:
         for name, data in targets(budget).items():
             results = []
             for seed in range(args.seeds):
-                out = folder / f"{mode}-{name}-{seed}"
-                results.append(run_one(data, backbone, seed, budget, out))
+                tag = "" if args.search == "seed" else f"{args.search}-"
+                out = folder / f"{mode}-{tag}{name}-{seed}"
+                results.append(run_one(data, backbone, seed, search, budget, out))
                 print(f"{name} seed {seed} done", file=sys.stderr)
             lines += table(name, results, label)
     lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")
