@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models.config import ModelConfig
 from evotune.models.net import TransferNet
@@ -25,8 +26,6 @@ VERSION = 1
 
 def save_checkpoint(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
     """Write `net` to `path` atomically (a temp file, then os.replace)."""
-    from safetensors.torch import save_model
-
     path = Path(path)
     spec = {
         "format": FORMAT,
@@ -37,10 +36,25 @@ def save_checkpoint(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
         "num_classes": _num_classes(net),
         "meta": meta,
     }
+    write_safetensors(net, path, {FORMAT: json.dumps(spec)})
+
+
+def export_model(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
+    """`save_checkpoint` plus `<path>.json`: the model's description and `meta`, for
+    people and tools that do not read safetensors (what `evotune export` writes)."""
+    save_checkpoint(net, path, meta=meta)
+    atomic_write_json(path.with_suffix(".json"), {"model": net.describe(), **meta})
+
+
+def write_safetensors(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Every tensor of `net` and string `metadata` to `path`, atomically (a temp file in
+    the same folder, then os.replace)."""
+    from safetensors.torch import save_model
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_model(net, str(tmp), metadata={FORMAT: json.dumps(spec)})
+        save_model(net, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

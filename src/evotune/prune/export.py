@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import statistics
 import time
 import warnings
@@ -26,6 +25,7 @@ from torch import nn
 from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet
+from evotune.models.checkpoint import write_safetensors
 from evotune.train.popheads import Head, train_heads
 
 FORMAT = "evotune-pruned"
@@ -139,8 +139,6 @@ def _latency(call, repeats: int = 30) -> float:
 
 def save_pruned(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
     """Every tensor of `net` (pruned head included) plus the spec, written atomically."""
-    from safetensors.torch import save_model
-
     head: PrunedHead = net.head
     spec = {
         "format": FORMAT,
@@ -149,13 +147,7 @@ def save_pruned(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
         "head": [len(head.inputs), head.fc1.out_features, head.fc2.out_features],
         "meta": meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_model(net, str(tmp), metadata={FORMAT: json.dumps(spec)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_safetensors(net, path, {FORMAT: json.dumps(spec)})
 
 
 def load_pruned(path: Path) -> tuple[TransferNet, dict[str, Any]]:

@@ -28,14 +28,14 @@ from pydantic import Field
 
 from evotune.data import DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
-from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
-from evotune.models import ModelConfig, TransferNet, build_model, save_checkpoint
+from evotune.models import ModelConfig, TransferNet, build_model
+from evotune.models.checkpoint import export_model
 from evotune.models.derive import derive
 from evotune.tasks.base import Section, Task
 from evotune.tasks.hparams_space import GeneRanges, Plan, build_space, decode, encode
 from evotune.train.device import resolve_device
-from evotune.train.finetune import TrainingRun, TrainSettings, evaluate
+from evotune.train.finetune import TrainingRun, TrainSettings, test_split_metrics
 from evotune.train.halving import Reached, rungs, successive_halving
 from evotune.train.prefix_cache import PrefixCache, Suffix
 
@@ -265,10 +265,7 @@ class HparamsTask(Task):
         run, net, _ = self.start_run(self.plan(genome), seed)
         run.advance(self.fitness.epochs)
         metrics: dict[str, float] = {"val_loss": run.result().best_val_loss}
-        if "test" in self.tensors:
-            loss, acc = evaluate(net, *self.tensors["test"])
-            metrics |= {"test_accuracy": acc, "test_loss": loss}
-        return metrics
+        return metrics | test_split_metrics(net, self.tensors)
 
     def export(
         self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
@@ -285,8 +282,7 @@ class HparamsTask(Task):
             "trainable_params": trainable,
             "epochs": result.epochs_run,
         }
-        if "test" in self.tensors:
-            metrics["test_loss"], metrics["test_accuracy"] = evaluate(net, *self.tensors["test"])
+        metrics |= test_split_metrics(net, self.tensors)
         meta = {
             "hparams": self.space.to_json(genome),
             "plan": plan.describe(),
@@ -294,8 +290,7 @@ class HparamsTask(Task):
             "classes": self.data.classes,
             **source,
         }
-        save_checkpoint(copy.deepcopy(net).cpu(), path, meta=meta)
-        atomic_write_json(path.with_suffix(".json"), {"model": net.describe(), **meta})
+        export_model(copy.deepcopy(net).cpu(), path, meta)
         return metrics
 
     def describe(self) -> dict[str, Any]:

@@ -19,12 +19,12 @@ from pydantic import Field
 from evotune.data import DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
 from evotune.engine.spaces import BinarySpace
-from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
-from evotune.models import ModelConfig, TransferNet, build_model, save_checkpoint
+from evotune.models import ModelConfig, TransferNet, build_model
+from evotune.models.checkpoint import export_model
 from evotune.tasks.base import Section, Task
 from evotune.train.device import resolve_device
-from evotune.train.finetune import TrainResult, TrainSettings, evaluate, fit
+from evotune.train.finetune import TrainResult, TrainSettings, fit, test_split_metrics
 from evotune.train.prefix_cache import PrefixCache, Suffix
 
 BASELINES = ("full", "head", "last_k", "random")
@@ -177,10 +177,7 @@ class LayersTask(Task):
         """Retrain a genome exactly as in the search, then measure it on the test split."""
         net, result, trainable = self.train_genome(genome, seed)
         metrics = {"val_accuracy": result.best_val_accuracy, "trainable_params": trainable}
-        if "test" in self.tensors:
-            loss, acc = evaluate(net, *self.tensors["test"])
-            metrics |= {"test_accuracy": acc, "test_loss": loss}
-        return metrics
+        return metrics | test_split_metrics(net, self.tensors)
 
     def export(
         self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
@@ -198,8 +195,7 @@ class LayersTask(Task):
             "trainable_params": trainable,
             "epochs": result.epochs_run,
         }
-        if "test" in self.tensors:
-            metrics["test_loss"], metrics["test_accuracy"] = evaluate(net, *self.tensors["test"])
+        metrics |= test_split_metrics(net, self.tensors)
         mask = self.space.to_json(genome)
         meta = {
             "mask": mask,
@@ -208,8 +204,7 @@ class LayersTask(Task):
             "classes": self.data.classes,
             **source,
         }
-        save_checkpoint(net.cpu(), path, meta=meta)
-        atomic_write_json(path.with_suffix(".json"), {"model": net.describe(), **meta})
+        export_model(net.cpu(), path, meta)
         return metrics
 
     # -- baselines ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -71,6 +71,14 @@ def evaluate(
     model.train(was_training)
     n = max(1, len(x))
     return loss_sum / n, correct / n
+
+
+def test_split_metrics(model: nn.Module, tensors: dict[str, Any]) -> dict[str, float]:
+    """test_loss and test_accuracy when `tensors` has a test split, else nothing."""
+    if "test" not in tensors:
+        return {}
+    loss, accuracy = evaluate(model, *tensors["test"])
+    return {"test_accuracy": accuracy, "test_loss": loss}
 
 
 def _epoch(
