@@ -92,15 +92,28 @@ def _epoch(
     """One pass over shuffled training data; returns the mean training loss."""
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
+    return train_in_order(model, optimizer, x, y, order, batch_size)
+
+
+def train_in_order(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> float:
+    """One cross-entropy step per batch of `order` (indices into x, y); returns the mean
+    training loss over the examples seen."""
     total = 0.0
-    for start in range(0, len(x), batch_size):
+    for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(batch)
-    return total / max(1, len(x))
+    return total / max(1, len(order))
 
 
 def fit(

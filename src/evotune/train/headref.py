@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from evotune.train.finetune import train_in_order
 from evotune.train.popheads import Head, HeadSettings, Member, initial_weights, member_seeds
 
 
@@ -60,7 +61,7 @@ def train_reference(
     best, waited = math.inf, 0
     for _ in range(settings.epochs):
         order = rows[torch.randperm(len(rows), generator=order_gen)].to(x.device)
-        history.append(_epoch(model, optimizer, x, y, order, settings.batch_size))
+        history.append(train_in_order(model, optimizer, x, y, order, settings.batch_size))
         if history[-1] < best - settings.min_delta:
             best, waited = history[-1], 0
         else:
@@ -68,18 +69,6 @@ def train_reference(
             if settings.patience is not None and waited >= settings.patience:
                 break
     return model, _as_head(model, member, history)
-
-
-def _epoch(model, optimizer, x, y, order, batch_size) -> float:
-    total = 0.0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch)
-    return total / max(1, len(order))
 
 
 def _as_head(model: MaskedHead, member: Member, history: list[float]) -> Head:
