@@ -96,7 +96,9 @@ def main() -> None:
 
     data = load_data(DataConfig(source="digits", split={"val_fraction": 0.2}))
     torch.manual_seed(0)
-    net = build_model(ModelConfig(backbone="torchvision:resnet50"), data.input_shape, 10).eval()
+    net = build_model(
+        ModelConfig(backbone="torchvision:resnet50"), data.input_shape, 10, seed=0
+    ).eval()
     images, y = data.train.x, data.train.y
     extract = lambda: extract_features(net, images, torch.device("cpu"))  # noqa: E731
     x = extract()

@@ -32,7 +32,7 @@ def test_pretrain_then_file_backbone_round_trips_weights(tmp_path, capsys):
 
     # As a file: backbone for a new 3-class task, every stage weight is the pretrained one.
     reused = build_model(
-        ModelConfig(backbone=f"file:{out}", channels="keep", normalize="none"), (1, 8, 8), 3
+        ModelConfig(backbone=f"file:{out}", channels="keep", normalize="none"), (1, 8, 8), 3, seed=0
     )
     pretrained = dict(net.stages.named_parameters())
     for name, param in reused.stages.named_parameters():

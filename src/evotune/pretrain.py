@@ -51,7 +51,8 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
     device = resolve_device(settings.device, "pretrain.device")
     data = load_data(config.data)
     torch.manual_seed(settings.seed)
-    net = build_model(config.model, data.input_shape, data.num_classes).to(device)
+    net = build_model(config.model, data.input_shape, data.num_classes, seed=settings.seed)
+    net = net.to(device)
     net.set_trainable([True] * len(net.genes))
     tensors = {k: (s.x.to(device), s.y.to(device)) for k, s in data.splits().items()}
     train_settings = TrainSettings(

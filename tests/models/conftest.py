@@ -16,7 +16,9 @@ def shared_nets():
     def get(name: str) -> TransferNet:
         if name not in cache:
             torch.manual_seed(0)
-            cache[name] = build_model(ModelConfig(backbone=f"torchvision:{name}"), (1, 28, 28), 10)
+            cache[name] = build_model(
+                ModelConfig(backbone=f"torchvision:{name}"), (1, 28, 28), 10, seed=0
+            )
         return cache[name]
 
     return get
@@ -28,6 +30,6 @@ def build():
 
     def make(backbone="builtin:small_resnet", shape=(1, 28, 28), classes=3, **options):
         torch.manual_seed(0)
-        return build_model(ModelConfig(backbone=backbone, **options), shape, classes)
+        return build_model(ModelConfig(backbone=backbone, **options), shape, classes, seed=0)
 
     return make

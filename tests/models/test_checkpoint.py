@@ -54,14 +54,16 @@ def test_file_backbone_reuses_backbone_and_adapter_with_a_new_head(tmp_path, bui
     path = tmp_path / "pre.safetensors"
     save_checkpoint(net, path, {})
     config = ModelConfig(backbone=f"file:{path}", granularity="leaf")
-    transfer = build_model(config, (1, 128, 44), 4)  # spoken digits: another size, 4 classes
+    transfer = build_model(
+        config, (1, 128, 44), 4, seed=0
+    )  # spoken digits: another size, 4 classes
     assert_equal_state(net.stages, transfer.stages)
     assert_equal_state(net.adapter, transfer.adapter)
     assert transfer.head.out.out_features == 4
     assert transfer.source["fresh"] == ["head"]
     assert len(transfer.genes) == len(net.genes_for("leaf"))
     assert transfer(torch.rand(2, 1, 128, 44)).shape == (2, 4)
-    same = build_model(ModelConfig(backbone=f"file:{path}"), (1, 28, 28), 10)
+    same = build_model(ModelConfig(backbone=f"file:{path}"), (1, 28, 28), 10, seed=0)
     assert_equal_state(net, same)  # same classes and head: everything reused
     assert same.source["fresh"] == []
 
@@ -71,7 +73,7 @@ def test_file_backbone_can_be_cut_deeper_and_saved_again(tmp_path, build):
     first = tmp_path / "pre.safetensors"
     save_checkpoint(net, first, {})
     cut = build_model(
-        ModelConfig(backbone=f"file:{first}", truncate=3, se_blocks=True), (1, 28, 28), 10
+        ModelConfig(backbone=f"file:{first}", truncate=3, se_blocks=True), (1, 28, 28), 10, seed=0
     )
     assert cut.n_blocks == 3 and cut.source["fresh"] == ["se_layer1", "se_layer2", "head"]
     assert cut.stage_names == ["stem", "layer1.0", "layer1.1", "se_layer1", "layer2.0", "se_layer2"]
@@ -82,7 +84,7 @@ def test_file_backbone_can_be_cut_deeper_and_saved_again(tmp_path, build):
     save_checkpoint(cut, second, {})
     assert_equal_state(cut, load_checkpoint(second)[0])  # no dependency on the first file
     with pytest.raises(UserError, match="keeps only 3 blocks; got 5"):
-        build_model(ModelConfig(backbone=f"file:{second}", truncate=5), (1, 28, 28), 10)
+        build_model(ModelConfig(backbone=f"file:{second}", truncate=5), (1, 28, 28), 10, seed=0)
 
 
 def test_torchvision_checkpoint_round_trip(tmp_path, build):
@@ -96,7 +98,7 @@ def test_not_a_checkpoint(tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(2)}, str(plain))
     with pytest.raises(UserError, match="not an evotune checkpoint"):
-        build_model(ModelConfig(backbone=f"file:{plain}"), (1, 28, 28), 10)
+        build_model(ModelConfig(backbone=f"file:{plain}"), (1, 28, 28), 10, seed=0)
     with pytest.raises(UserError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
     junk = tmp_path / "junk.safetensors"

@@ -181,7 +181,10 @@ def test_trainable_adapter_blocks_the_cache(build):
 
 def test_build_on_spectrogram_shape_with_densenet_stage_genes():
     net = build_model(
-        ModelConfig(backbone="torchvision:densenet121", granularity="stage"), (1, 128, 44), 5
+        ModelConfig(backbone="torchvision:densenet121", granularity="stage"),
+        (1, 128, 44),
+        5,
+        seed=0,
     )
     assert [g.name for g in net.genes][:3] == ["stem", "denseblock1", "transition1"]
     assert net.set_trainable([False] * 8 + [True]) == numel(net.stages[-1], net.adapter, net.head)

@@ -14,7 +14,7 @@ from evotune.prune.gradcam import conv_stages, grad_cam_pp
 def small_net():
     torch.manual_seed(0)
     config = ModelConfig(backbone="builtin:small_resnet", channels="keep", normalize="none")
-    return build_model(config, (1, 16, 16), 3).eval()
+    return build_model(config, (1, 16, 16), 3, seed=0).eval()
 
 
 def test_maps_are_scaled_per_image_and_sized_like_the_input():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -155,3 +157,34 @@ def test_demo_path_finishes_with_a_small_budget(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cache" / "backbones").iterdir()
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert set(summary["baselines"]) == {"full", "head"}
+
+
+def _fitness_by_hash(run):
+    lines = [json.loads(x) for x in (run / "journal.jsonl").read_text().splitlines()]
+    return [(e["hash"], e["fitness"], e["metrics"]["val_loss"]) for e in lines]
+
+
+def test_an_untrained_backbone_is_the_same_in_every_process_and_export_reproduces_it(tmp_path):
+    """weights: none draws the backbone from the run seed: a run in another process, and an
+    export there, train the very network the search trained."""
+    raw = json.loads(json.dumps(BASE))
+    raw["task"]["baselines"] = []
+    raw["search"] = {"population": 4, "generations": 2, "seed": 3}
+    raw["output"] = {"report": False}
+    config = tmp_path / "layers.yaml"
+    config.write_text(json.dumps(raw))
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert main(["run", str(config), "--out", str(here), "-q"]) == 0
+    assert evotune_subprocess("run", str(config), "--out", str(there), "-q").returncode == 0
+    assert _fitness_by_hash(here) == _fitness_by_hash(there)
+
+    out = tmp_path / "best.safetensors"
+    assert evotune_subprocess("export", str(here), "--out", str(out)).returncode == 0
+    best = json.loads((here / "summary.json").read_text())["best"]
+    assert load_checkpoint(out)[1]["metrics"]["val_accuracy"] == best["fitness"][0]
+
+
+def evotune_subprocess(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "evotune", *args], capture_output=True, text=True, timeout=300
+    )

@@ -1,7 +1,7 @@
 """Backbones cut into genes: the zoo (torchvision, timm, builtin, file), the input
 adapter, the new head, surgery (truncation, SE blocks) and per-gene freezing.
 
-    net = build_model(ModelConfig(backbone="torchvision:resnet50"), (1, 28, 28), 10)
+    net = build_model(ModelConfig(backbone="torchvision:resnet50"), (1, 28, 28), 10, seed=0)
     net.set_trainable([i >= 10 for i in range(len(net.genes))])
     optimizer = torch.optim.Adam(net.trainable_parameters(), lr=1e-4)
 """

@@ -18,18 +18,25 @@ from evotune.models.zoo import create_backbone
 
 
 def build_model(
-    config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int
+    config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int, *, seed: int
 ) -> TransferNet:
     """The network `config` describes, for inputs of `input_shape` (C, H, W) and
-    `num_classes` outputs, in train mode with every gene trainable."""
+    `num_classes` outputs, in train mode with every gene trainable.
+
+    Every randomly initialised part (a `weights: none` backbone, the adapter, the head,
+    SE blocks, refitted stages) is drawn from `seed` and torch's global generator is
+    left as it was: a search, its resume and its export in another process all train
+    the same network."""
     shape = _check_shape(input_shape)
     if num_classes < 1:
         raise UserError(f"the model needs at least 1 class, got {num_classes}")
-    if config.kind == "file":
-        from evotune.models.checkpoint import build_from_checkpoint
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if config.kind == "file":
+            from evotune.models.checkpoint import build_from_checkpoint
 
-        return build_from_checkpoint(config, shape, num_classes)
-    return assemble(config, shape, num_classes)
+            return build_from_checkpoint(config, shape, num_classes)
+        return assemble(config, shape, num_classes)
 
 
 def _check_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -139,10 +139,7 @@ class HparamsTask(Task):
         data = load_data(config.data)
         # The template has no SE blocks and a plain head: each genome adds its own.
         base = config.model.model_copy(update={"se_blocks": False, "head_hidden": None})
-        with torch.random.fork_rng(devices=[]):
-            # weights: none draws the backbone: the same one in every process and resume
-            torch.manual_seed(config.search.seed)
-            template = build_model(base, data.input_shape, data.num_classes)
+        template = build_model(base, data.input_shape, data.num_classes, seed=config.search.seed)
         device = resolve_device(config.fitness.device)
         return cls(template, data, config.task, config.fitness, config.model, device)
 

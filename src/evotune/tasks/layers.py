@@ -113,7 +113,9 @@ class LayersTask(Task):
     @classmethod
     def from_config(cls, config: Any) -> LayersTask:
         data = load_data(config.data)
-        template = build_model(config.model, data.input_shape, data.num_classes)
+        template = build_model(
+            config.model, data.input_shape, data.num_classes, seed=config.search.seed
+        )
         return cls(
             template, data, config.task, config.fitness, resolve_device(config.fitness.device)
         )

@@ -153,9 +153,8 @@ class PruneTask(Task):
         data = load_data(config.data)
         ood = [load_data(c) for c in config.task.ood]
         device = resolve_device(config.fitness.device)
-        with torch.random.fork_rng():  # an untrained backbone (weights: none) is the
-            torch.manual_seed(0)  # same in every run, so are its features and the cache
-            net = build_model(config.model, data.input_shape, data.num_classes)
+        # the features cache is keyed by the backbone's tensors: any seed is safe
+        net = build_model(config.model, data.input_shape, data.num_classes, seed=config.search.seed)
         f = config.fitness
         options = config.task
         if options.input_range is not None:
