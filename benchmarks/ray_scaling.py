@@ -6,8 +6,8 @@ does a fixed amount of work:
 - `none`: nothing: what is left is the executor's own cost per evaluation;
 - `sleep`: time.sleep, like an evaluation that waits on a GPU or on I/O;
 - `spin`: pure-Python arithmetic on one core, like CPU-bound training.
-Both run one genome per call (`batch_size 1`: a journal fsync per evaluation) and, for
-comparison, their default (`batch_size null`): local evaluates a generation at once, Ray
+Both run one genome per call (`chunk_size 1`: a journal fsync per evaluation) and, for
+comparison, their default (`chunk_size null`): local evaluates a generation at once, Ray
 splits it evenly over the cluster's slots. Also measured: ray.init, the first run
 (workers start and import evotune), and a task carrying 256 MB of data (put once).
 
@@ -105,7 +105,7 @@ def startup_rows(ray, executor_class) -> tuple[list[str], dict]:
     began = time.perf_counter()
     ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     init = time.perf_counter() - began
-    executor = executor_class(batch_size=1)
+    executor = executor_class(chunk_size=1)
     cold, _ = search(Busy("none", 0.0), executor, evaluations=POPULATION)
     warm, _ = search(Busy("none", 0.0), executor, evaluations=POPULATION)
     payload, _ = search(Busy("none", 0.0, payload_mb=256), executor, evaluations=POPULATION)
@@ -143,7 +143,7 @@ def main() -> None:
     startup, ray_one = startup_rows(ray, RayExecutor)
     slots = int(ray.cluster_resources()["CPU"])
     executors = {
-        "local": (LocalExecutor(batch_size=1), False),
+        "local": (LocalExecutor(chunk_size=1), False),
         "local, batch null (all at once)": (LocalExecutor(), False),
         "ray, batch 1": (ray_one, True),
         "ray, batch null (even split)": (RayExecutor(), True),

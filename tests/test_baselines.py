@@ -22,7 +22,7 @@ class OnesWithBaselines:
     def __init__(self) -> None:
         self.space = BinarySpace(6)
         self.objectives = (Objective("ones", "max"),)
-        self.batch_size = None
+        self.genomes_per_call = None
         self.broken = True
         self.evaluated: list[str] = []
 
@@ -51,7 +51,7 @@ def run(folder, problem, resume=False):
         folder,
         0,
         StopRules(generations=1),
-        LocalExecutor(batch_size=1),
+        LocalExecutor(chunk_size=1),
     )
     if resume:
         loop.resume()

@@ -19,14 +19,14 @@ SLOW_ONEMAX = """\
 task: {name: onemax, length: 40}
 search: {population: 8, generations: 7, seed: 3}
 fitness: {delay: 0.04}
-executor: {batch_size: 1}
+executor: {chunk_size: 1}
 output: {report: false}
 """
 SLOW_ZDT = """\
 task: {name: zdt1, n_var: 6}
 search: {population: 6, generations: 6, seed: 5}
 fitness: {delay: 0.04}
-executor: {batch_size: 1}
+executor: {chunk_size: 1}
 output: {report: false}
 """
 

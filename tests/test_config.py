@@ -126,3 +126,52 @@ def test_missing_file_is_named(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(UserError, match="--set expects key.path=value"):
         apply_overrides({"task": "onemax"}, ["search.population"])
+
+
+# -- seed defaults beyond `search` ----------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["seed", "selective-tuning"])
+def test_layers_seed_keeps_every_backbone_batchnorm_in_inference_mode(preset):
+    config = resolve({"task": "layers", "search": {"preset": preset}})
+    assert config.model.batchnorm == "eval"
+    other = {"backbone": "torchvision:vgg16"}  # the seed ran several backbones: any
+    assert (
+        resolve({"task": "layers", "model": other, "search": {"preset": preset}}).model.batchnorm
+        == "eval"
+    )
+    mine = {"task": "layers", "model": {"batchnorm": "train"}, "search": {"preset": preset}}
+    assert resolve(mine).model.batchnorm == "train"  # the user's value wins
+    assert resolve({"task": "layers"}).model.batchnorm == "frozen_eval"
+
+
+@pytest.mark.parametrize("preset", ["seed", "moevoprune"])
+def test_prune_seed_is_imagenet_resnet50_and_user_values_win(preset):
+    config = resolve({"task": "prune", "search": {"preset": preset}})
+    assert config.model.backbone == "torchvision:resnet50" and config.model.weights == "DEFAULT"
+    assert (config.fitness.hidden, config.fitness.batch_size, config.fitness.epochs) == (
+        512,
+        32,
+        600,
+    )
+    again = resolve(yaml.safe_load(config.to_yaml()))  # resolving twice changes nothing
+    assert again.to_dict() == config.to_dict()
+    mine = resolve({"task": "prune", "model": {"weights": "none"}, "search": {"preset": preset}})
+    assert (mine.model.backbone, mine.model.weights) == ("torchvision:resnet50", "none")
+
+
+def test_seed_weights_go_with_the_seed_backbone():
+    model = {"backbone": "builtin:small_cnn", "channels": "keep"}
+    seed = resolve({"task": "prune", "model": model, "search": {"preset": "seed"}})
+    assert (seed.model.backbone, seed.model.weights) == ("builtin:small_cnn", "none")
+    hparams = {"task": "hparams", "model": model, "search": {"preset": "seed"}}
+    assert resolve(hparams).model.se_blocks  # the rest of the seed still applies
+
+
+def test_named_preset_on_another_backbone_is_the_seeds_search_alone():
+    model = {"backbone": "builtin:small_cnn"}
+    config = resolve({"task": "hparams", "model": model, "search": {"preset": "tl-hparams"}})
+    assert config.search.operators.crossover["name"] == "two_point"
+    assert not config.model.se_blocks and config.task.genes.kept == (1, None)
+    named = resolve({"task": "hparams", "search": {"preset": "tl-hparams"}})
+    assert named.model.backbone == "torchvision:densenet121" and named.model.se_blocks

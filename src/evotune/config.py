@@ -82,7 +82,9 @@ class SearchConfig(Section):
 
 class ExecutorConfig(Section):
     kind: Literal["local", "ray"] = "local"
-    batch_size: int | None = Field(None, ge=1, description="genomes per evaluation call")
+    chunk_size: int | None = Field(
+        None, ge=1, description="genomes per evaluation call (null: the task's preference)"
+    )
     max_failures: int | None = Field(
         10, ge=1, description="failed evaluations in a row before the run stops (null: never)"
     )
@@ -220,8 +222,8 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
     task_name, options = split_spec(root.task, "task")
     task_class = get_task(task_name)
     search_raw = _with_preset(root.search, task_class)
-    seed = root.search.get("preset") == "seed"
-    options = _seed_defaults(task_class, "task", options, seed)
+    seed = _seed_sections(task_class, root.search.get("preset"), root.model)
+    options = _seed_defaults(seed, "task", options)
     search = validate_section(SearchConfig, search_raw, "search")
     search.operators = _resolve_operators(search, task_class.genome_kind)
     return RunConfig(
@@ -230,12 +232,12 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
         data=_optional_section(task_class.Data, root.data, "data", task_name),
         model=_optional_section(
             task_class.Model,
-            _seed_defaults(task_class, "model", root.model, seed),
+            _seed_defaults(seed, "model", root.model),
             "model",
             task_name,
         ),
         fitness=validate_section(
-            task_class.Fitness, _seed_defaults(task_class, "fitness", root.fitness, seed), "fitness"
+            task_class.Fitness, _seed_defaults(seed, "fitness", root.fitness), "fitness"
         ),
         search=search,
         executor=root.executor,
@@ -256,11 +258,31 @@ def _with_preset(search: dict[str, Any], task_class: type[Task]) -> dict[str, An
     return apply_preset(search, get_preset(name))
 
 
+def _seed_sections(
+    task_class: type[Task], preset: Any, model: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The task's `seed_defaults` that apply: with `preset: seed` or the task's own preset
+    named (both ask for the seed system), on the seed's backbone or when it fixes none.
+    On another backbone `seed` keeps all but the seed's weights (they name the seed
+    backbone's), and the named preset none: it then means the seed's search alone."""
+    defaults = task_class.seed_defaults
+    if preset not in ("seed", task_class.seed_preset):
+        return {}
+    seed_backbone = defaults.get("model", {}).get("backbone")
+    backbone = (model or {}).get("backbone", seed_backbone)
+    if seed_backbone is None or backbone == seed_backbone:
+        return defaults
+    if preset != "seed":
+        return {}
+    own = {k: v for k, v in defaults["model"].items() if k != "weights"}
+    return {**defaults, "model": own}
+
+
 def _seed_defaults(
-    task_class: type[Task], section: str, raw: dict[str, Any] | None, seed: bool
+    seed: dict[str, dict[str, Any]], section: str, raw: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """`raw` over the task's seed-preset defaults for `section` (only with `preset: seed`)."""
-    defaults = task_class.seed_defaults.get(section) if seed else None
+    """`raw` over the applicable seed defaults for `section` (`_seed_sections`)."""
+    defaults = seed.get(section)
     return _merge(defaults, raw or {}) if defaults else raw
 
 
@@ -333,7 +355,3 @@ def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
             return []
         model = annotation
     return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def stop_seconds(search: SearchConfig) -> float | None:
-    return None if search.max_minutes is None else search.max_minutes * 60.0

@@ -24,6 +24,7 @@ from evotune.engine.annealing import RandomSearch, SimulatedAnnealing
 from evotune.engine.ga import GeneticAlgorithm, Refine
 from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
 from evotune.engine.nsga2 import NSGA2
+from evotune.engine.operators.base import mating_for
 from evotune.engine.spaces import Space
 from evotune.engine.state import atomic_write_text
 from evotune.errors import UserError
@@ -61,6 +62,8 @@ def build_algorithm(
         family: registry.build(getattr(search.operators, family), f"search.operators.{family}")
         for family, registry in REGISTRIES.items()
     }
+    operators = search.operators  # resolved: each a mapping with its name
+    mating = mating_for(operators.selection["name"], operators.crossover["name"])
     pop = search.population
     if name == "ga":
         elitism = 1 if search.elitism is None else search.elitism
@@ -73,9 +76,12 @@ def build_algorithm(
             ops["mutation"],
             elitism=elitism,
             refine=refine,
+            mating=mating,
         )
     if name == "nsga2":
-        return NSGA2(space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"])
+        return NSGA2(
+            space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"], mating=mating
+        )
     if name == "annealing":
         return SimulatedAnnealing(
             space, rng, pop, ops["mutation"], temperature=search.temperature, cooling=search.cooling
@@ -83,8 +89,14 @@ def build_algorithm(
     return RandomSearch(space, rng, pop)
 
 
-def build_executor(config: ExecutorConfig) -> Executor:
+def build_executor(config: ExecutorConfig, task: Task | None = None) -> Executor:
     """The configured executor; Ray is imported only for `kind: ray`."""
+    if config.chunk_size and getattr(task, "whole_generation", False):
+        raise UserError(
+            "executor.chunk_size: this task ranks a generation's genomes together "
+            "(successive halving), so it evaluates them in one call; remove "
+            "executor.chunk_size (or use fitness.schedule: full)"
+        )
     if config.kind == "ray":
         from evotune.executors.ray import RayExecutor
 
@@ -94,9 +106,9 @@ def build_executor(config: ExecutorConfig) -> Executor:
             num_gpus=config.num_gpus,
             max_in_flight=config.max_in_flight,
             max_retries=config.max_retries,
-            batch_size=config.batch_size,
+            chunk_size=config.chunk_size,
         )
-    return LocalExecutor(config.batch_size)
+    return LocalExecutor(config.chunk_size)
 
 
 def stop_rules(search: SearchConfig) -> StopRules:
@@ -139,7 +151,7 @@ def _make_loop(
         run_dir=run_dir,
         seed=config.search.seed,
         stop=stop_rules(config.search),
-        executor=build_executor(config.executor),
+        executor=build_executor(config.executor, task),
         callbacks=callbacks,
         extra_meta={
             "task": config.task_name,

@@ -214,14 +214,25 @@ def brute_force_fronts(losses: np.ndarray) -> list[list[int]]:
     return fronts
 
 
-@pytest.mark.parametrize("shape, integers", [((60, 2), False), ((40, 3), False), ((50, 2), True)])
+@pytest.mark.parametrize(
+    "shape, integers",
+    [((60, 2), False), ((40, 3), False), ((50, 2), True), ((80, 3), True), ((30, 4), True)],
+)
 def test_non_dominated_fronts_match_brute_force(shape, integers):
-    """Fronts equal the peeling definition, on continuous points and on points with ties."""
+    """Fronts (moocore's pareto_rank) equal the peeling definition, on continuous points
+    and on points with ties and exact duplicates; indices ascend within a front."""
     gen = np.random.default_rng(shape[0])
     losses = gen.integers(0, 5, shape).astype(float) if integers else gen.random(shape)
-    fronts = [sorted(f.tolist()) for f in non_dominated_fronts(losses)]
+    losses = np.concatenate([losses, losses[gen.integers(0, len(losses), 10)]])  # duplicates
+    fronts = [f.tolist() for f in non_dominated_fronts(losses)]
     assert fronts == brute_force_fronts(losses)
     assert len(fronts) > 2
+
+
+def test_non_dominated_fronts_of_no_member_and_of_one_objective():
+    assert non_dominated_fronts(np.zeros((0, 2))) == []
+    fronts = non_dominated_fronts(np.array([[3.0], [1.0], [1.0], [2.0]]))
+    assert [f.tolist() for f in fronts] == [[1, 2], [3], [0]]
 
 
 def test_non_dominated_fronts_non_finite_is_worst():
@@ -229,6 +240,9 @@ def test_non_dominated_fronts_non_finite_is_worst():
     losses = np.array([[0.5, 0.5], [np.nan, 0.5], [np.inf, np.inf], [0.2, 0.9]])
     fronts = [sorted(f.tolist()) for f in non_dominated_fronts(losses)]
     assert fronts == [[0, 3], [1], [2]]
+    # NaN and inf are the same worst value: equal to each other, so one front
+    losses = np.array([[np.nan, 1.0, 2.0], [np.inf, 1.0, 2.0], [0.0, 1.0, np.nan]])
+    assert [f.tolist() for f in non_dominated_fronts(losses)] == [[0, 1, 2]]
 
 
 def brute_force_crowding(losses: np.ndarray) -> np.ndarray:
@@ -363,3 +377,33 @@ def test_state_dict_round_trip_asks_same_genomes(kind):
     fresh.rng.bit_generator.state = rng_state
     np.testing.assert_array_equal(fresh.ask(), expected)
     np.testing.assert_array_equal(fresh.population()[1], algo.population()[1])
+
+
+def test_truncation_mates_are_drawn_at_random_among_the_kept_members():
+    """Truncation returns its winners best first; a pairwise crossover must not always
+    mate the two best (rows 0, 1), then the next two (the genetic autoencoder's GA)."""
+    from evotune.config import resolve
+    from evotune.runner import build_algorithm
+
+    search = {
+        "population": 10,
+        "elitism": 5,
+        "operators": {
+            "selection": {"name": "truncation", "fraction": 0.5},
+            "crossover": {"name": "uniform", "prob": 1.0, "swap": 0.5},
+            "mutation": {"name": "bit_flip", "rate": 0.0},
+        },
+    }
+    config = resolve({"task": {"name": "onemax", "length": 40}, "search": search})
+    ga = build_algorithm(
+        config.search, config.task_class.from_config(config).space, 1, np.random.default_rng(0)
+    )
+    blocks = np.kron(np.eye(10, dtype=np.int8), np.ones(4, dtype=np.int8))  # member i: block i
+    ga.tell(blocks, np.arange(10.0)[:, None])  # member i ranks i-th
+    pairs = set()
+    for _ in range(30):
+        children = ga.ask()[:4]  # two mated pairs; the fifth child has no mate
+        for a, b in zip(children[0::2], children[1::2]):
+            pairs.add(frozenset(np.flatnonzero((a | b).reshape(10, 4).any(axis=1))))
+    assert all(p <= set(range(5)) for p in pairs)  # parents are the five kept members
+    assert len(pairs) >= 8  # of the 10 possible pairs (not just {0, 1} and {2, 3})

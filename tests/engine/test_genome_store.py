@@ -22,7 +22,7 @@ class Sphere:
     def __init__(self, external=None):
         self.space = RealVectorSpace(GENES, init_std=1.0, dtype="float32", external=external)
         self.objectives = (Objective("sq", "min"),)
-        self.batch_size = None
+        self.genomes_per_call = None
 
     def evaluate(self, genomes, seeds):
         return [Evaluation((float((g.astype(np.float64) ** 2).sum()),)) for g in genomes]

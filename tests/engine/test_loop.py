@@ -25,7 +25,7 @@ class CountingOnes:
         self.space = BinarySpace(length)
         names = [("ones", "max"), ("zeros", "min")][:objectives]
         self.objectives = tuple(Objective(n, d) for n, d in names)
-        self.batch_size = None
+        self.genomes_per_call = None
         self.calls: list[tuple[str, int]] = []
 
     def evaluate(self, genomes, seeds):
@@ -38,7 +38,7 @@ class CountingOnes:
         return None
 
 
-def make_loop(tmp_path, problem, stop, algorithm="ga", seed=0, batch_size=None, population=6):
+def make_loop(tmp_path, problem, stop, algorithm="ga", seed=0, chunk_size=None, population=6):
     rng = np.random.default_rng(seed)
     if algorithm == "random":
         algo = RandomSearch(problem.space, rng, population)
@@ -52,7 +52,7 @@ def make_loop(tmp_path, problem, stop, algorithm="ga", seed=0, batch_size=None, 
             MUTATION.build("bit_flip", "m"),
             elitism=1,
         )
-    return SearchLoop(problem, algo, rng, tmp_path, seed, stop, LocalExecutor(batch_size))
+    return SearchLoop(problem, algo, rng, tmp_path, seed, stop, LocalExecutor(chunk_size))
 
 
 def journal(run_dir):
@@ -118,8 +118,8 @@ def test_hypervolume_is_recorded_for_several_objectives(tmp_path):
 
 def test_evaluation_seeds_depend_on_genome_not_on_batching(tmp_path):
     a, b = CountingOnes(12), CountingOnes(12)
-    make_loop(tmp_path / "a", a, StopRules(generations=4), batch_size=None).run()
-    make_loop(tmp_path / "b", b, StopRules(generations=4), batch_size=1).run()
+    make_loop(tmp_path / "a", a, StopRules(generations=4), chunk_size=None).run()
+    make_loop(tmp_path / "b", b, StopRules(generations=4), chunk_size=1).run()
     assert dict(a.calls) == dict(b.calls)
 
 
@@ -155,6 +155,31 @@ def test_resume_after_a_torn_journal_line_replays_the_generation(tmp_path):
     assert journal(tmp_path / "cut") == journal(tmp_path / "full")
     later = [e for e in journal(tmp_path / "full")[done:] if not e["cached"]]
     assert len(problem.calls) == len(later) - 2  # the two journaled ones were not recomputed
+
+
+class RankedTogether(CountingOnes):
+    """A whole-generation problem: a genome's value depends on how many share its call
+    (as with successive halving, where the call's size sets the rungs)."""
+
+    whole_generation = True
+
+    def evaluate(self, genomes, seeds):
+        return [
+            Evaluation((e.fitness[0] + len(genomes),)) for e in super().evaluate(genomes, seeds)
+        ]
+
+
+def test_a_whole_generation_cut_short_is_evaluated_again_as_a_whole(tmp_path):
+    make_loop(tmp_path / "full", RankedTogether(30), StopRules(generations=3)).run()
+    make_loop(tmp_path / "cut", RankedTogether(30), StopRules(generations=2)).run()
+    full = (tmp_path / "full" / "journal.jsonl").read_text().splitlines()
+    done = len((tmp_path / "cut" / "journal.jsonl").read_text().splitlines())
+    with open(tmp_path / "cut" / "journal.jsonl", "a") as handle:  # a torn write
+        handle.write("\n".join(full[done : done + 2]) + "\n" + full[done + 2][:25])
+    loop = make_loop(tmp_path / "cut", RankedTogether(30), StopRules(generations=3))
+    loop.resume()
+    loop.run()
+    assert journal(tmp_path / "cut") == journal(tmp_path / "full")
 
 
 def test_resume_refuses_a_different_genome_layout(tmp_path):

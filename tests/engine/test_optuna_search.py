@@ -68,7 +68,7 @@ CONFIG = """\
 task: mixed_sphere
 search: {algorithm: ALGO, population: 5, generations: 6, seed: 4}
 fitness: {delay: 0.03}
-executor: {batch_size: 1}
+executor: {chunk_size: 1}
 output: {report: false}
 """
 

@@ -26,13 +26,13 @@ RAISING = """\
 task: {name: faulty_onemax, length: 30}
 search: {population: 8, generations: 6, seed: 1}
 fitness: {fail_prefix: '11'}
-executor: {batch_size: 3, max_failures: null}
+executor: {chunk_size: 3, max_failures: null}
 """
 BROKEN = """\
 task: {name: faulty_onemax, length: 30}
 search: {population: 8, generations: 4, seed: 2}
 fitness: {broken_flag: %s}
-executor: {batch_size: 1, max_failures: 3}
+executor: {chunk_size: 1, max_failures: 3}
 output: {report: false}
 """
 
@@ -48,7 +48,7 @@ class FirstBitFails:
     def __init__(self, length: int = 3) -> None:
         self.space = BinarySpace(length)
         self.objectives = (Objective("ones", "max"),)
-        self.batch_size = None
+        self.genomes_per_call = None
         self.calls: list[str] = []
 
     def evaluate(self, genomes, seeds):
@@ -69,6 +69,26 @@ def test_a_raising_batch_is_evaluated_again_genome_by_genome():
     assert math.isnan(results[1].fitness[0])
     assert results[1].error.startswith("MemoryError: out of memory (test_guard.py:")
     assert results[0].error is None and results[2].error is None
+
+
+def test_a_whole_generation_task_is_never_split_into_single_genomes():
+    """Alone, a genome would get another schedule (successive halving: the full budget),
+    so a raising whole-generation batch fails as a whole instead of being re-run."""
+    problem = FirstBitFails(length=4)
+    problem.whole_generation = True
+    genomes = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=np.int8)
+    results = evaluate_guarded(problem, genomes, np.zeros(3, dtype=np.int64))
+    assert len(problem.calls) == 3  # one call, not three more
+    assert all(r.error.startswith("MemoryError") for r in results)
+
+
+def test_executors_pass_a_whole_generation_in_one_call_whatever_their_chunk():
+    problem = FirstBitFails(length=2)
+    problem.genomes_per_call = 1
+    problem.whole_generation = True
+    genomes = np.zeros((5, 2), dtype=np.int8)
+    chunks = [c for c, _, _ in LocalExecutor(chunk_size=2).map(problem, genomes, np.zeros(5))]
+    assert [list(c) for c in chunks] == [[0, 1, 2, 3, 4]]
 
 
 def test_bad_input_raised_by_a_task_is_not_a_failed_evaluation():
@@ -145,7 +165,7 @@ def test_resume_may_change_the_executor(tmp_path):
     config = write(tmp_path, "task: onemax\nsearch: {generations: 2}\noutput: {report: false}\n")
     run = tmp_path / "run"
     assert main(["run", str(config), "--out", str(run), "-q"]) == 0
-    overrides = ["--set", "executor.batch_size=3", "--set", "search.generations=3"]
+    overrides = ["--set", "executor.chunk_size=3", "--set", "search.generations=3"]
     assert main(["resume", str(run), "-q", *overrides]) == 0
     assert json.loads((run / "summary.json").read_text())["generations"] == 3
 
@@ -163,7 +183,7 @@ class BreaksAfter:
     def __init__(self, broken_after: int | None = None) -> None:
         self.space = BinarySpace(20)
         self.objectives = (Objective("ones", "max"),)
-        self.batch_size = 1
+        self.genomes_per_call = 1
         self.broken_after, self.count = broken_after, 0
 
     def evaluate(self, genomes, seeds):

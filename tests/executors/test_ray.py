@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from faulty_tasks import comparable, journal_lines, register, write
 
 from evotune.cli import main
@@ -31,7 +32,7 @@ ONEMAX = """\
 task: {name: onemax, length: 40}
 search: {population: 8, generations: 6, seed: 3}
 fitness: {delay: 0.02}
-executor: {batch_size: 1}
+executor: {chunk_size: 1}
 output: {report: false}
 """
 ZDT = """\
@@ -43,14 +44,24 @@ RAISING = """\
 task: {name: faulty_onemax, length: 30}
 search: {population: 8, generations: 5, seed: 1}
 fitness: {fail_prefix: '11', crash_once_dir: %s}
-executor: {batch_size: 2, max_failures: null}
+executor: {chunk_size: 2, max_failures: null}
 output: {report: false}
 """
 BASELINED = """\
 task: {name: baselined_onemax, length: 12}
 search: {population: 6, generations: 2, seed: 2}
 fitness: {fail_prefix: '11'}
-executor: {batch_size: 2, max_failures: null}
+executor: {chunk_size: 2, max_failures: null}
+output: {report: false}
+"""
+HALVING = """\
+task: {name: hparams, genes: {lr: [0.001, 0.03], dropout: [0.0, 0.5]}, baselines: []}
+data: {source: digits, classes: [0, 1, 2], max_per_class: 8,
+       split: {val_fraction: 0.3, test_fraction: 0.3}}
+model: {backbone: "builtin:small_cnn", channels: keep, normalize: none}
+fitness: {epochs: 4, batch_size: 16, device: cpu, schedule: successive_halving,
+          min_epochs: 1, eta: 2}
+search: {population: 6, generations: 2, seed: 4}
 output: {report: false}
 """
 
@@ -97,6 +108,26 @@ def test_ray_gives_the_same_run_as_local(tmp_path, faulty, text, overrides):
     assert run(config, tmp_path / "local", *overrides) == 0
     assert run(config, tmp_path / "ray", "executor.kind=ray", *overrides) == 0
     assert comparable(tmp_path / "ray") == comparable(tmp_path / "local")
+
+
+def test_successive_halving_ranks_the_whole_generation_on_ray_too(tmp_path):
+    """Ray would split a generation over its 2 slots; halving must rank all 6 together."""
+    config = write(tmp_path, HALVING)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in Ray's workers (num_cpus: 1): the same kernels
+    try:
+        assert run(config, tmp_path / "local") == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+
+    def values(run_dir):  # what must not depend on the executor: all but timings
+        rows = [(e["generation"], e["index"], e["hash"], e["fitness"], e["metrics"]["rung"])
+                for e in journal_lines(run_dir)]  # fmt: skip
+        return sorted(rows)
+
+    assert values(tmp_path / "ray") == values(tmp_path / "local")
+    assert sorted(row[-1] for row in values(tmp_path / "ray") if row[0] == 0) == [0, 0, 0, 1, 2, 2]
 
 
 def test_raising_evaluations_are_journaled_with_their_error(tmp_path, faulty):
@@ -194,7 +225,7 @@ def test_batches_of_genomes_travel_together(tmp_path):
     from evotune.executors.ray import RayExecutor
     from evotune.tasks.toy import OneMax
 
-    executor = RayExecutor(batch_size=3)
+    executor = RayExecutor(chunk_size=3)
     genomes = np.random.default_rng(0).integers(0, 2, (8, 10)).astype(np.int8)
     chunks = list(executor.map(OneMax(10), genomes, np.zeros(8, dtype=np.int64)))
     assert sorted(len(c) for c, _, _ in chunks) == [2, 3, 3]

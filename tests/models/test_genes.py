@@ -156,6 +156,36 @@ def test_batchnorm_train_mode_updates_frozen_statistics(build):
     assert net.frozen_prefix() == 0
 
 
+def bn_state(net):
+    """(running statistics, affine weights) of every backbone batch norm, cloned."""
+    bns = [m for m in net.stages.modules() if isinstance(m, _BatchNorm)]
+    stats = [t.clone() for m in bns for t in (m.running_mean, m.running_var)]
+    return stats, [m.weight.detach().clone() for m in bns]
+
+
+def test_batchnorm_eval_keeps_every_statistic_while_affine_weights_train(build):
+    net = build("builtin:small_resnet", batchnorm="eval")
+    net.set_trainable([i % 2 == 0 for i in range(len(net.genes))])
+    stats, weights = bn_state(net)
+    for _ in range(2):
+        train_step(net)
+    new_stats, new_weights = bn_state(net)
+    assert all(torch.equal(a, b) for a, b in zip(stats, new_stats))
+    assert any(not torch.equal(a, b) for a, b in zip(weights, new_weights))
+    assert not any(m.training for m in net.stages.modules() if isinstance(m, _BatchNorm))
+    assert net.frozen_prefix() == 0  # gene 0 trains
+    net.set_trainable([i >= 3 for i in range(len(net.genes))], adapter=False)
+    assert net.frozen_prefix() == 3  # inference-mode statistics: the prefix can be cached
+
+
+def test_batchnorm_frozen_eval_updates_statistics_of_trainable_genes(build):
+    net = build("builtin:small_resnet", batchnorm="frozen_eval")
+    net.set_trainable([True] * len(net.genes))
+    stats, _ = bn_state(net)
+    train_step(net)
+    assert any(not torch.equal(a, b) for a, b in zip(stats, bn_state(net)[0]))
+
+
 def test_frozen_prefix_can_be_cached(build):
     net = build("builtin:small_resnet", channels="repeat")
     assert [g.stage for g in net.genes] == list(range(7))

@@ -19,6 +19,7 @@ from evotune.models import load_checkpoint
 from evotune.models.surgery import SEBlock
 from evotune.report.mixed_plots import gene_importance
 from evotune.report.rundata import load_run
+from evotune.runner import build_executor
 from evotune.train.finetune import TrainingRun, TrainSettings, fit
 
 BASE = {
@@ -134,6 +135,20 @@ def test_variants_share_the_templates_pretrained_weights(task):
             assert param.equal(template[name]), name
 
 
+def test_new_head_and_se_blocks_are_kaiming_initialised_from_the_seed(task):
+    plan = task.plan(genome(task, se_blocks=True, head_width=8))
+    net, _ = task.build_net(plan, seed=4)
+    new = [net.head.hidden, net.head.out]
+    new += [fc for m in net.modules() if isinstance(m, SEBlock) for fc in (m.fc1, m.fc2)]
+    assert all(not layer.bias.any() for layer in new)  # torch's default bias is not zero
+    # He normal: std sqrt(2 / fan_in) (torch's default Linear: sqrt(1 / (3 fan_in)))
+    std = float(net.head.hidden.weight.detach().std())
+    assert std == pytest.approx((2 / net.feature_dim) ** 0.5, rel=0.15)
+    again, _ = task.build_net(plan, seed=4)
+    assert again.head.hidden.weight.equal(net.head.hidden.weight)
+    assert not task.build_net(plan, seed=5)[0].head.hidden.weight.equal(net.head.hidden.weight)
+
+
 # -- fitness and successive halving ----------------------------------------------------
 
 
@@ -161,7 +176,7 @@ def test_training_in_pieces_equals_one_fit():
 def test_successive_halving_trains_fewer_epochs_and_keeps_full_values_at_the_top():
     full = make_task(epochs=4, patience=None)
     halving = make_task(epochs=4, patience=None, schedule="successive_halving", min_epochs=1, eta=2)
-    assert halving.budgets == [1, 2, 4] and halving.batch_size is None
+    assert halving.budgets == [1, 2, 4] and halving.whole_generation
     genomes = full.space.sample(6, np.random.default_rng(1))
     seeds = np.arange(6) + 100
     exact = full.evaluate(genomes, seeds)
@@ -177,10 +192,11 @@ def test_successive_halving_trains_fewer_epochs_and_keeps_full_values_at_the_top
 
 def test_successive_halving_refuses_executor_chunks():
     raw = raw_config(schedule="successive_halving")
-    raw["executor"] = {"batch_size": 2}
+    raw["executor"] = {"chunk_size": 2}
     config = resolve(raw)
-    with pytest.raises(UserError, match="executor.batch_size"):
-        config.task_class.from_config(config)
+    task = config.task_class.from_config(config)
+    with pytest.raises(UserError, match="executor.chunk_size"):
+        build_executor(config.executor, task)
 
 
 # -- seed preset ------------------------------------------------------------------------

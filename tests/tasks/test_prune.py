@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
+import torchvision.models._api
 
 from evotune.cli import main
 from evotune.config import resolve
@@ -173,8 +175,22 @@ def test_same_run_whatever_the_executor_batch(setup, tmp_path):
     for batch in ("null", "3"):
         out = tmp_path / f"run-{batch}"
         quiet = "-q --set task.analysis=false --set output.report=false --set task.baselines=[]"
-        args = ["run", str(config), "--out", str(out), "--set", f"executor.batch_size={batch}"]
+        args = ["run", str(config), "--out", str(out), "--set", f"executor.chunk_size={batch}"]
         assert main(args + quiet.split()) == 0
         journal = map(json.loads, (out / "journal.jsonl").open())
         results.append([(e["hash"], e["fitness"]) for e in journal])
     assert results[0] == results[1]
+
+
+def test_seed_run_without_imagenet_weights_exits_2_naming_model_weights(
+    setup, tmp_path, monkeypatch, capsys
+):
+    def offline(*args, **kwargs):  # as on a machine with no network, whatever this one has
+        raise URLError("no network (test)")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    del setup["model"]  # the seed's: ImageNet ResNet-50
+    config = write_config(tmp_path, setup)
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "model.weights" in err and "weights: none" in err and "Traceback" not in err

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from evotune.engine.operators.base import Mating, in_selection_order
 from evotune.engine.spaces import Space
 
 Selection = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -68,7 +69,7 @@ class Algorithm(ABC):
 
 
 class BreedingAlgorithm(Algorithm):
-    """An algorithm that breeds children by selection, crossover and mutation."""
+    """An algorithm that breeds children by selection, mating, crossover and mutation."""
 
     def __init__(
         self,
@@ -78,15 +79,17 @@ class BreedingAlgorithm(Algorithm):
         selection: Selection,
         crossover: Variation,
         mutation: Variation,
+        mating: Mating = in_selection_order,
     ) -> None:
         super().__init__(space, rng, population)
         self.select, self.crossover, self.mutation = selection, crossover, mutation
+        self.mate = mating
 
     def breed(self, scores: np.ndarray, n: int, pool: np.ndarray | None = None) -> np.ndarray:
         """`n` children of parents selected on `scores` (lower is better) from `pool`
         (default: the population; row i of the pool is scored by scores[i])."""
         pool = self.genomes if pool is None else pool
-        parents = pool[self.select(scores, n, self.rng)]
+        parents = pool[self.mate(self.select(scores, n, self.rng), self.rng)]
         children = self.crossover(parents, self.rng, self.space)
         children = self.mutation(children, self.rng, self.space)
         return self.space.repair(children)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation, sort_by_loss
+from evotune.engine.operators.base import Mating, in_selection_order
 from evotune.engine.spaces import Space
 
 # Lamarckian local search: (genomes, seeds) -> improved genomes, same shape.
@@ -39,8 +40,9 @@ class GeneticAlgorithm(BreedingAlgorithm):
         mutation: Variation,
         elitism: int = 1,
         refine: Refine | None = None,
+        mating: Mating = in_selection_order,
     ) -> None:
-        super().__init__(space, rng, population, selection, crossover, mutation)
+        super().__init__(space, rng, population, selection, crossover, mutation, mating)
         if not 0 <= elitism < population:
             raise ValueError(f"elitism must be in [0, population), got {elitism}")
         self.elitism = elitism

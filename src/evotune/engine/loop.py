@@ -429,13 +429,16 @@ class SearchLoop:
 
     def _reload_files(self) -> None:
         """Drop partial lines and lines past the checkpoint; index the journal. Failures
-        of the interrupted generation are dropped too: they are evaluated again."""
+        of the interrupted generation are dropped too: they are evaluated again. So is
+        all of it for a whole-generation task, whose values depend on the call's genomes
+        (a torn journal write may have kept only some of them)."""
         journal = read_jsonl(self.journal.path)
         now = self.generation
+        replay = not getattr(self.problem, "whole_generation", False)
         kept = [
             e
             for e in journal
-            if e["generation"] < now or (e["generation"] == now and "error" not in e)
+            if e["generation"] < now or (e["generation"] == now and "error" not in e and replay)
         ]
         rewrite_jsonl(self.journal.path, kept)
         for entry in kept:

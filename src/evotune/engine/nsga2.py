@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import moocore
 import numpy as np
 
 from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation
+from evotune.engine.operators.base import Mating, in_selection_order
 from evotune.engine.spaces import Space
 
 
 def non_dominated_fronts(losses: np.ndarray) -> list[np.ndarray]:
-    """Indices of each front, best first (minimisation). Non-finite losses rank last."""
+    """Indices of each front, best first, ascending within a front (minimisation).
+    Non-finite losses rank last: they count as the largest float of their objective."""
+    if len(losses) == 0:
+        return []
     losses = np.where(np.isfinite(losses), losses, np.finfo(float).max)
-    le = (losses[:, None, :] <= losses[None, :, :]).all(axis=2)
-    lt = (losses[:, None, :] < losses[None, :, :]).any(axis=2)
-    dominates = le & lt  # dominates[i, j]: i dominates j
-    dominated_by = dominates.sum(axis=0)
-    remaining = np.ones(len(losses), dtype=bool)
-    fronts = []
-    while remaining.any():
-        front = np.flatnonzero(remaining & (dominated_by == 0))
-        fronts.append(front)
-        remaining[front] = False
-        dominated_by -= dominates[front].sum(axis=0)
-    return fronts
+    # moocore's sort is O(n log n) for 2 objectives and compiled for more: at 2,000
+    # members x 3 objectives it is two orders of magnitude faster than an n^2 numpy mask
+    rank = moocore.pareto_rank(losses)
+    order = np.argsort(rank, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(rank[order])) + 1)
 
 
 def crowding_distance(losses: np.ndarray) -> np.ndarray:
@@ -77,8 +75,9 @@ class NSGA2(BreedingAlgorithm):
         crossover: Variation,
         mutation: Variation,
         max_tries: int = 10,
+        mating: Mating = in_selection_order,
     ) -> None:
-        super().__init__(space, rng, population, selection, crossover, mutation)
+        super().__init__(space, rng, population, selection, crossover, mutation, mating)
         self.max_tries = max_tries
 
     def ask(self) -> np.ndarray:

@@ -34,11 +34,17 @@ class Evaluation:
 class Problem(Protocol):
     """A task as the engine sees it. `evaluate` receives a batch of genomes and one seed
     per genome (derived from the run seed and the genome's hash) and returns one
-    `Evaluation` per genome, in order."""
+    `Evaluation` per genome, in order.
+
+    `genomes_per_call` is the task's preferred chunk (None: any size; executors split a
+    generation over their workers). `whole_generation` says a genome's result depends on
+    the others of its call (successive halving ranks them): every executor then passes
+    a generation's new genomes in one call, and never splits it."""
 
     space: Space
     objectives: tuple[Objective, ...]
-    batch_size: int | None  # genomes per evaluate() call; None: the whole batch at once
+    genomes_per_call: int | None
+    whole_generation: bool
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]: ...
 

@@ -1,4 +1,4 @@
-"""Named registries (operators, algorithms, tasks) with discovery and "did you mean".
+"""Named registries of callables a config picks by name, with discovery and "did you mean".
 
 `Registry.build(spec)` turns a config entry (a name, or a mapping with `name` and the
 function's own keyword arguments) into a callable with those arguments bound, after
@@ -27,6 +27,7 @@ class Entry:
     kinds: tuple[str, ...] = ()  # genome kinds it works on; empty = any
     doc: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # keyword-only params and defaults
+    traits: dict[str, str] = field(default_factory=dict)  # what callers must know of it
 
 
 class Registry:
@@ -37,14 +38,18 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(
-        self, name: str | None = None, kinds: tuple[str, ...] = ()
+        self,
+        name: str | None = None,
+        kinds: tuple[str, ...] = (),
+        traits: dict[str, str] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             key = name or fn.__name__
             if key in self._entries:
                 raise ValueError(f"{self.family} {key!r} is registered twice")
-            doc = inspect.getdoc(fn) or ""
-            self._entries[key] = Entry(key, fn, kinds, doc.split("\n")[0], _keyword_params(fn))
+            doc = (inspect.getdoc(fn) or "").split("\n")[0]
+            params = _keyword_params(fn)
+            self._entries[key] = Entry(key, fn, kinds, doc, params, dict(traits or {}))
             return fn
 
         return decorate

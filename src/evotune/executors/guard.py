@@ -21,14 +21,17 @@ MAX_MESSAGE = 500  # characters of an exception's message kept in the journal
 def evaluate_guarded(problem: Problem, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
     """`problem.evaluate`, one Evaluation per genome whatever happens. A batch that raises
     is evaluated again one genome at a time, so one bad genome does not fail the others
-    (and a batch too large for memory may still pass piece by piece)."""
+    (and a batch too large for memory may still pass piece by piece). Not so for a
+    whole-generation task: alone, a genome would get another schedule (successive
+    halving would give it the full budget), so the whole batch fails and is retried in
+    a later generation or on resume; such a task isolates its genomes' failures itself."""
     try:
         return checked(problem, len(genomes), problem.evaluate(genomes, seeds))
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the task is recorded
-        if len(genomes) == 1:
-            return [failed(problem, describe(err))]
+        if len(genomes) == 1 or getattr(problem, "whole_generation", False):
+            return [failed(problem, describe(err)) for _ in genomes]
     return [
         evaluate_guarded(problem, genomes[i : i + 1], seeds[i : i + 1])[0]
         for i in range(len(genomes))

@@ -24,6 +24,7 @@ import numpy as np
 from evotune.engine.problem import Evaluation, Problem
 from evotune.errors import UserError
 from evotune.executors.guard import describe, evaluate_guarded, failed
+from evotune.executors.local import chunk_size
 
 INSTALL_HINT = "pip install 'evotune[ray]'"
 
@@ -43,8 +44,9 @@ class RayExecutor:
     """Evaluates chunks of genomes as Ray tasks, each reserving `num_cpus` CPUs and
     `num_gpus` GPUs (fractions allowed: 0.5 runs two evaluations per GPU).
 
-    Genomes per task: `batch_size`, else the task's own `batch_size`, else the
-    generation split evenly over the evaluations the cluster can run at once."""
+    Genomes per task: `chunk_size`, else the task's own `genomes_per_call`, else the
+    generation split evenly over the evaluations the cluster can run at once; a
+    whole-generation task (successive halving) always gets the generation in one task."""
 
     def __init__(
         self,
@@ -54,12 +56,12 @@ class RayExecutor:
         num_gpus: float = 0.0,
         max_in_flight: int | None = None,
         max_retries: int = 3,
-        batch_size: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         self.ray = import_ray()
         connect(self.ray, address)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.max_in_flight, self.batch_size = max_in_flight, batch_size
+        self.max_in_flight, self.chunk_size = max_in_flight, chunk_size
         # Options given to ray.remote itself (not .options()), so that GPU tasks keep
         # Ray's default of a fresh worker per task, which releases GPU memory for sure.
         self.remote = self.ray.remote(
@@ -89,7 +91,7 @@ class RayExecutor:
     def chunks(self, problem: Problem, count: int) -> list[np.ndarray]:
         """Indices of the genomes of each Ray task."""
         slots = min(self.slots(), self.max_in_flight or count)
-        size = self.batch_size or problem.batch_size or math.ceil(count / slots)
+        size = chunk_size(problem, count, self.chunk_size, math.ceil(count / slots))
         return [np.arange(start, min(start + size, count)) for start in range(0, count, size)]
 
     def share(self, problem: Problem) -> Any:

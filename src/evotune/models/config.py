@@ -38,8 +38,10 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before each head layer")
     truncate: int | None = Field(None, ge=1, description="keep only the first K blocks")
     se_blocks: bool = Field(False, description="squeeze-and-excitation after each stage")
-    batchnorm: Literal["frozen_eval", "train"] = Field(
-        "frozen_eval", description="batch-norm in frozen genes: inference mode | trains"
+    batchnorm: Literal["frozen_eval", "eval", "train"] = Field(
+        "frozen_eval",
+        description="backbone batch-norm: inference mode in frozen genes | in every gene "
+        "(affine weights still train; the first seed's) | trains in every gene",
     )
 
     @field_validator("backbone")

@@ -10,9 +10,12 @@ assembled without weights, then takes the template's weights stage by stage.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
 from evotune.models.build import assemble
+from evotune.models.init import kaiming_init
 from evotune.models.net import TransferNet
 
 
@@ -24,10 +27,12 @@ def derive(
     se_blocks: bool,
     head_hidden: int | None,
     dropout: float,
+    init: Literal["default", "kaiming"] = "default",
 ) -> TransferNet:
     """A copy of `template` keeping its first `keep` blocks (None: all), with or
     without SE blocks and a fresh head; new modules (head, SE blocks, refitted final
-    norms) are initialised from torch's global generator, so seed it first.
+    norms) are initialised from torch's global generator, so seed it first: with
+    torch's defaults, or with `init="kaiming"` their Linear/Conv layers He-normal.
 
     The variant's genes are always `block` genes (one per stage with weights).
     """
@@ -50,7 +55,17 @@ def derive(
         raise RuntimeError(f"derive: stages {missing} found no weights in the template")
     net.config = config.model_copy(update={"weights": base.weights})
     net.source = template.source
+    if init == "kaiming":
+        for module in fresh_modules(net, fresh):
+            kaiming_init(module)
     return net
+
+
+def fresh_modules(net: TransferNet, fresh: set[str]) -> list[nn.Module]:
+    """The head and the stages named in `fresh`: what took no weights from the template
+    (a `file:` template's trained SE blocks are copied, so they keep their weights)."""
+    stages = [s for name, s in zip(net.stage_names, net.stages) if name in fresh]
+    return [net.head, *stages]
 
 
 def copy_weights(source: TransferNet, target: TransferNet) -> list[str]:

@@ -19,6 +19,8 @@ from evotune.models.genes import Gene, Leaf, leaf_table, make_genes
 from evotune.models.stages import StageSpec
 from evotune.models.surgery import trace_shapes
 
+BATCHNORM_MODES = ("frozen_eval", "eval", "train")
+
 
 class TransferNet(nn.Module):
     """A backbone cut into stages between an input adapter and a new classifier head.
@@ -27,7 +29,10 @@ class TransferNet(nn.Module):
     weights train or not per gene (`set_trainable`). With `batchnorm="frozen_eval"`,
     batch-norm layers of frozen genes, and whole stages whose weights are all frozen
     (dropout and stochastic depth included), stay in inference mode even after
-    `.train()`, so their running statistics never change.
+    `.train()`, so their running statistics never change. `batchnorm="eval"` (the first
+    seed's Keras backbone) does the same and also keeps the batch norms of trainable
+    genes in inference mode: no backbone running statistic ever changes, while their
+    weight and bias still train where the gene does. `"train"`: plain `.train()`.
     """
 
     def __init__(
@@ -45,6 +50,8 @@ class TransferNet(nn.Module):
         call_order: list[nn.Module] | None = None,
     ) -> None:
         super().__init__()
+        if batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm: expected one of {BATCHNORM_MODES}, got {batchnorm!r}")
         self.adapter = adapter
         self.stages = nn.ModuleList(s.module for s in stages)
         self.pool = pool
@@ -58,7 +65,7 @@ class TransferNet(nn.Module):
         self.granularity = granularity
         self.config: Any = None  # the resolved ModelConfig (set by build_model)
         self.source: dict[str, Any] = {}  # file: backbones: checkpoint, meta, fresh parts
-        self._frozen_bn: list[nn.Module] = []
+        self._eval_bn: list[nn.Module] = self._backbone_batchnorms() if batchnorm == "eval" else []
         self._frozen_stages: list[int] = []
         order = self._forward_order() if call_order is None else call_order
         self._leaves: list[Leaf] = leaf_table(
@@ -129,7 +136,8 @@ class TransferNet(nn.Module):
                 params[name].requires_grad_(on)
         for p in self.adapter.parameters():
             p.requires_grad_(adapter)
-        self._frozen_bn = self._batchnorms([g for g, on in zip(self.genes, flags) if not on])
+        if self.batchnorm == "frozen_eval":
+            self._eval_bn = self._batchnorms([g for g, on in zip(self.genes, flags) if not on])
         self._frozen_stages = [
             i
             for i, stage in enumerate(self.stages)
@@ -143,6 +151,17 @@ class TransferNet(nn.Module):
         names = dict.fromkeys(n.rpartition(".")[0] for g in genes for n in g.param_names)
         return [modules[n] for n in names if isinstance(modules[n], _BatchNorm)]
 
+    def _backbone_batchnorms(self) -> list[nn.Module]:
+        """Every batch norm of the pretrained backbone: new stages (a refitted norm) are
+        fresh, their statistics placeholders, so they train as any new module does."""
+        return [
+            module
+            for stage, kind in zip(self.stages, self.stage_kinds)
+            if kind != "new"
+            for module in stage.modules()
+            if isinstance(module, _BatchNorm)
+        ]
+
     def count_trainable(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 
@@ -152,10 +171,10 @@ class TransferNet(nn.Module):
 
     def train(self, mode: bool = True) -> TransferNet:
         super().train(mode)
-        if mode and self.batchnorm == "frozen_eval":
+        if mode and self.batchnorm != "train":
             for index in self._frozen_stages:
                 self.stages[index].eval()
-            for module in self._frozen_bn:
+            for module in self._eval_bn:
                 module.eval()
         return self
 
@@ -163,9 +182,7 @@ class TransferNet(nn.Module):
         """How many leading stages give the same output all through training under the
         current mask (0 when the adapter trains or batch-norm statistics update): their
         output can be computed once, then `forward_stages(cached, k)` continues."""
-        if self.batchnorm != "frozen_eval" or any(
-            p.requires_grad for p in self.adapter.parameters()
-        ):
+        if self.batchnorm == "train" or any(p.requires_grad for p in self.adapter.parameters()):
             return 0
         frozen = set(self._frozen_stages)
         count = 0

@@ -47,7 +47,8 @@ class Task(ABC):
 
     space: Space
     objectives: tuple[Objective, ...]
-    batch_size: int | None = None  # genomes per evaluate() call; None: all at once
+    genomes_per_call: int | None = None  # genomes per evaluate() call; None: any number
+    whole_generation: bool = False  # results depend on the whole call (see engine.problem)
 
     @classmethod
     def objectives_for(cls, config: RunConfig) -> tuple[Objective, ...]:

@@ -29,6 +29,7 @@ from pydantic import Field
 from evotune.data import DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
 from evotune.errors import UserError
+from evotune.executors.guard import describe, failed
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.models.checkpoint import export_model
 from evotune.models.derive import derive
@@ -118,7 +119,8 @@ class HparamsTask(Task):
             se_blocks=model.se_blocks,
         )
         halving = fitness.schedule == "successive_halving"
-        self.batch_size = None if halving else 1  # halving ranks the whole generation
+        self.whole_generation = halving  # halving ranks the generation's genomes together
+        self.genomes_per_call = None if halving else 1
         self.budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
         self.tensors = {k: (s.x.to(device), s.y.to(device)) for k, s in data.splits().items()}
         inputs = {k: self.tensors[k][0] for k in ("train", "val")}
@@ -131,11 +133,6 @@ class HparamsTask(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> HparamsTask:
-        if config.fitness.schedule == "successive_halving" and config.executor.batch_size:
-            raise UserError(
-                "executor.batch_size: successive halving ranks a whole generation at once; "
-                "remove executor.batch_size (or use fitness.schedule: full)"
-            )
         data = load_data(config.data)
         # The template has no SE blocks and a plain head: each genome adds its own.
         base = config.model.model_copy(update={"se_blocks": False, "head_hidden": None})
@@ -159,9 +156,17 @@ class HparamsTask(Task):
         return self._evaluation(run, trainable, Reached(0, self.fitness.epochs, True))
 
     def _halving(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
-        runs, trainables = [], []
+        """The generation's genomes ranked together; one that fails (to build or to
+        train) fails alone: the others keep their schedule (see train/halving.py)."""
+        runs: list[TrainingRun | BaseException] = []
+        trainables = []
         for genome, seed in zip(genomes, seeds):
-            run, _, trainable = self.start_run(self.plan(genome), int(seed))
+            try:
+                run, _, trainable = self.start_run(self.plan(genome), int(seed))
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - recorded as this genome's failure
+                run, trainable = err, 0
             runs.append(run)  # the run holds the net: dropped once the run is released
             trainables.append(trainable)
         reached = successive_halving(runs, self.budgets, self.fitness.eta, self._score)
@@ -176,6 +181,8 @@ class HparamsTask(Task):
         return result.best_val_loss
 
     def _evaluation(self, run: TrainingRun, trainable: int, where: Reached) -> Evaluation:
+        if where.error is not None:
+            return failed(self, describe(where.error))
         result = run.result()
         values = {
             "val_loss": result.best_val_loss,
@@ -197,7 +204,9 @@ class HparamsTask(Task):
 
     def build_net(self, plan: Plan, seed: int) -> tuple[TransferNet, int]:
         """The genome's network, new parts drawn from `seed`, frozen as planned; returns
-        it with its trainable parameter count."""
+        it with its trainable parameter count. New Linear/Conv layers (head, SE blocks)
+        are Kaiming-initialised, as in SEEDS.md §2; drawn on the CPU before moving to the
+        device, so a seed gives the same network everywhere."""
         torch.manual_seed(seed)
         net = derive(
             self.template,
@@ -206,6 +215,7 @@ class HparamsTask(Task):
             se_blocks=plan.se_blocks,
             head_hidden=plan.head_width or None,
             dropout=plan.dropout,
+            init="kaiming",
         ).to(self.device)
         cut = _frozen_stages(net, plan.frozen)
         mask = [gene.stage >= cut for gene in net.genes]

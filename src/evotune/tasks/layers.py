@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -79,7 +79,10 @@ class LayersTask(Task):
     Data = DataConfig
     Model = ModelConfig
     seed_preset = "selective-tuning"
-    batch_size = 1
+    # SEEDS.md §1: the Keras backbone runs every batch norm in inference mode, trainable
+    # or not (the seed ran four backbones, so none is fixed here).
+    seed_defaults: ClassVar[dict[str, dict[str, Any]]] = {"model": {"batchnorm": "eval"}}
+    genomes_per_call = 1
 
     def __init__(
         self,

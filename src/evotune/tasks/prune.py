@@ -11,7 +11,7 @@ from OOD inputs (max), each optional.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -120,7 +120,13 @@ class PruneTask(Task):
     Data = DataConfig
     Model = ModelConfig
     seed_preset = "moevoprune"
-    batch_size = None  # the whole generation trains at once
+    # SEEDS.md §3: ImageNet ResNet-50, average pooled (2048 features). The head and its
+    # training (512 hidden, SGD 1e-3 Nesterov, batch 32, 600 epochs, patience 10 on the
+    # training loss) are already the defaults of `fitness`.
+    seed_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "model": {"backbone": "torchvision:resnet50", "weights": "DEFAULT"}
+    }
+    genomes_per_call = None  # a call's heads train at once
 
     def __init__(
         self,

@@ -111,7 +111,7 @@ class WeightsTask(Task):
     Data = DataConfig
     Model = WeightsModel
     seed_preset = "genetic-ae"
-    batch_size = None  # the whole population in one batched computation
+    genomes_per_call = None  # a call's members in one batched computation
 
     @classmethod
     def objectives_for(cls, config: Any) -> tuple[Objective, ...]:

@@ -6,6 +6,9 @@ where they stopped (`TrainingRun`), so a run that reaches the last rung ends exa
 as one uninterrupted `fit` would, and a run stopped earlier reports the best value of
 its own trajectory so far: a pessimistic bound of its full-budget value, since more
 epochs can only lower a best-so-far validation loss.
+
+A run that raises (or could not be started: None) ranks last and stops; the others keep
+the schedule they would have had, so one bad genome changes no other genome's value.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from evotune.errors import UserError
 from evotune.train.finetune import TrainingRun
 
 
@@ -36,40 +40,54 @@ class Reached:
     rung: int
     budget: int
     complete: bool  # its value is the full-budget one (last rung, or stopped early)
+    error: BaseException | None = None  # the run raised: it has no value
 
 
 def successive_halving(
-    runs: list[TrainingRun],
+    runs: list[TrainingRun | BaseException],
     budgets: list[int],
     eta: int,
     score: Callable[[TrainingRun], float],
 ) -> list[Reached]:
     """Advance `runs` rung by rung, keeping the best ceil(n / eta) each time (lower
-    `score` is better; NaN ranks last; ties go to the earlier run). Losers are released
-    as soon as they drop out, so memory holds the optimizer state of survivors only."""
+    `score` is better; NaN and failed runs rank last; ties go to the earlier run).
+    Losers are released as soon as they drop out, so memory holds the optimizer state
+    of survivors only. A run given as an exception failed to start."""
+    failed = {i: r for i, r in enumerate(runs) if isinstance(r, BaseException)}
+    reached = [Reached(0, 0, False, failed.get(i)) for i in range(len(runs))]
     alive = list(range(len(runs)))
-    reached: list[Reached | None] = [None] * len(runs)
     for level, budget in enumerate(budgets):
         last = level == len(budgets) - 1
-        for i in alive:
-            runs[i].advance(budget)
-            complete = last or runs[i].stopped
-            reached[i] = Reached(level, budget, complete)
+        for i in (i for i in alive if i not in failed):
+            run = runs[i]
+            try:
+                run.advance(budget)
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - this genome fails, not the others
+                failed[i] = err
+                run.release()
+            reached[i] = Reached(level, budget, last or run.stopped, failed.get(i))
         if last:
             break
-        alive = _survivors(runs, alive, eta, score)
-    return [r for r in reached if r is not None]
+        alive = _survivors(runs, alive, eta, score, failed)
+    return reached
 
 
 def _survivors(
-    runs: list[TrainingRun], alive: list[int], eta: int, score: Callable[[TrainingRun], float]
+    runs: list[TrainingRun | BaseException],
+    alive: list[int],
+    eta: int,
+    score: Callable[[TrainingRun], float],
+    failed: dict[int, BaseException],
 ) -> list[int]:
     def key(i: int) -> tuple[float, int]:
-        value = score(runs[i])
+        value = math.nan if i in failed else score(runs[i])
         return (math.inf if math.isnan(value) else value, i)
 
     ranked = sorted(alive, key=key)
     keep = max(1, math.ceil(len(alive) / eta))
     for i in ranked[keep:]:
-        runs[i].release()
+        if i not in failed:
+            runs[i].release()
     return sorted(ranked[:keep])

@@ -13,7 +13,9 @@ the group's largest block (zero padding stays exactly zero: padded inputs are a 
 column, padded hidden units have zero weights both ways). A group runs all its epochs
 before the next starts; on a CPU, groups are spread over worker threads that each run
 single-threaded kernels (one L2-resident GEMM per core beats one GEMM split across
-cores at these sizes), on a GPU one group holds everyone. Forward and backward are
+cores at these sizes). On a GPU there is no cache budget and a coarser ladder of block
+sizes, so groups are fewer and larger (still at most MAX_GROUP members, equal blocks
+only) and run one after another in the calling thread. Forward and backward are
 written out (no autograd) and the optimizer updates in place.
 
 Exactness: each member draws its initial weights and its minibatch orders from its own

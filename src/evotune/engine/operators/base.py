@@ -1,6 +1,8 @@
-"""The three operator registries, and helpers the operators share."""
+"""The three operator registries, the mating step, and helpers the operators share."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -9,6 +11,34 @@ from evotune.engine.registry import Registry
 SELECTION = Registry("selection")
 CROSSOVER = Registry("crossover")
 MUTATION = Registry("mutation")
+
+
+# Mating: which selected parents breed together (pymoo's crossover likewise declares its
+# parents per mating). Selection returns parents with their multiplicity; the mating step
+# arranges them into the rows a crossover reads, so pairing is a decision of the
+# algorithm, never a side effect of the order selection happens to return.
+Mating = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def in_selection_order(chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mates as selection returned them: already random (tournament, roulette), or
+    meant to be ordered (the seed's sequential crossover pairs i with i - 1)."""
+    return chosen
+
+
+def random_mates(chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows (0, 1), (2, 3), ... mated at random among the chosen parents: a random
+    permutation keeps each parent's number of matings."""
+    return chosen[rng.permutation(len(chosen))]
+
+
+def mating_for(selection: str, crossover: str) -> Mating:
+    """Draw mates at random when a pairwise crossover reads parents from a selection
+    that returns them ranked (truncation: best first, so rows (0, 1) would always be
+    the two best); otherwise keep selection's order (see the operators' traits)."""
+    ranked = SELECTION.get(selection).traits.get("order") == "ranked"
+    pairwise = CROSSOVER.get(crossover).traits.get("mating", "pairs") == "pairs"
+    return random_mates if ranked and pairwise else in_selection_order
 
 
 def per_gene_rate(rate: float | None, n_genes: int) -> float:

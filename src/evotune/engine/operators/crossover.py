@@ -74,7 +74,7 @@ def uniform(
     return children
 
 
-@CROSSOVER.register()
+@CROSSOVER.register(traits={"mating": "sequence"})
 def sequential(parents: np.ndarray, rng: np.random.Generator, space: Space) -> np.ndarray:
     """SEEDS.md §1: child i = parent[i][:cut] + parent[i-1][cut:] (child 0 pairs the first
     parent with the last), cut uniform in [frozen prefix, L). One child per parent."""
@@ -85,7 +85,7 @@ def sequential(parents: np.ndarray, rng: np.random.Generator, space: Space) -> n
     return np.where(np.arange(length) < cut, parents, previous)
 
 
-@CROSSOVER.register()
+@CROSSOVER.register(traits={"mating": "own"})
 def random_pairs(parents: np.ndarray, rng: np.random.Generator, space: Space) -> np.ndarray:
     """SEEDS.md §1, "random" variant: each child joins the head of one random parent and
     the tail of another, cut uniform in [0, L)."""

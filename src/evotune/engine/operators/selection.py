@@ -10,7 +10,7 @@ from pydantic import Field
 from evotune.engine.operators.base import SELECTION
 
 
-@SELECTION.register()
+@SELECTION.register(traits={"order": "ranked"})
 def truncation(
     losses: np.ndarray,
     n: int,
