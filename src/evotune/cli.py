@@ -253,7 +253,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import fnmatch
 
-    from evotune.config import ALGORITHMS, REGISTRIES
+    from evotune.config import REGISTRIES
+    from evotune.engine import ALGORITHMS
     from evotune.engine.presets import PRESETS
     from evotune.tasks import TASKS, get_task
 
@@ -264,7 +265,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in matching(list(TASKS)):
             print(f"{name:<14} {get_task(name).description}")
     elif args.what == "algorithms":
-        print("\n".join(matching(list(ALGORITHMS))))
+        for name in ALGORITHMS.names(args.pattern):
+            entry = ALGORITHMS.get(name)
+            objectives = entry.traits.get("objectives", "one")
+            print(f"{name:<13} [{objectives} objective{'s' * (objectives == 'many')}] {entry.doc}")
     elif args.what == "presets":
         print("\n".join(matching(list(PRESETS))))
     else:

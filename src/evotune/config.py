@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from evotune.engine import ALGORITHMS
 from evotune.engine.operators import CROSSOVER, MUTATION, SELECTION
 from evotune.engine.presets import apply_preset, get_preset
 from evotune.engine.registry import Registry, split_spec
 from evotune.errors import UserError, did_you_mean
 from evotune.tasks import Section, Task, get_task
 
-ALGORITHMS = ("ga", "nsga2", "annealing", "random", "tpe", "optuna_nsga2")
-AlgorithmName = Literal["ga", "nsga2", "annealing", "random", "tpe", "optuna_nsga2"]
 OperatorSpec = str | dict[str, Any]
 
 DEFAULT_OPERATORS: dict[str, dict[str, str]] = {
@@ -37,6 +36,15 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
+def _algorithm_name(name: str) -> str:
+    if name not in ALGORITHMS.names():
+        raise ValueError(
+            f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS.names())}; "
+            f"choose one of {', '.join(ALGORITHMS.names())}"
+        )
+    return name
+
+
 class OperatorsConfig(Section):
     selection: OperatorSpec | None = None
     crossover: OperatorSpec | None = None
@@ -44,12 +52,13 @@ class OperatorsConfig(Section):
 
 
 class SearchConfig(Section):
-    algorithm: AlgorithmName | None = Field(
+    algorithm: str | None = Field(
         None,
         description="default: ga for one objective, nsga2 for several; tpe and "
-        "optuna_nsga2 are Optuna's samplers (pip install 'evotune[optuna]')",
+        "optuna_nsga2 are Optuna's samplers (pip install 'evotune[optuna]'); "
+        "`evotune list algorithms` shows them all",
     )
-    compare: list[AlgorithmName] | None = Field(
+    compare: list[str] | None = Field(
         None,
         min_length=1,
         description="run each algorithm on the same space, budget and seed, into "
@@ -66,6 +75,16 @@ class SearchConfig(Section):
     temperature: float | None = Field(None, gt=0, description="annealing: start temperature")
     cooling: float = Field(0.95, gt=0, le=1, description="annealing: factor per step")
     operators: OperatorsConfig = OperatorsConfig()
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, name: str | None) -> str | None:
+        return name if name is None else _algorithm_name(name)
+
+    @field_validator("compare")
+    @classmethod
+    def _known_algorithms(cls, names: list[str] | None) -> list[str] | None:
+        return names if names is None else [_algorithm_name(n) for n in names]
 
     @model_validator(mode="after")
     def _budget(self) -> SearchConfig:

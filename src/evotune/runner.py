@@ -19,11 +19,9 @@ from evotune.config import (
     load_yaml,
     resolve,
 )
-from evotune.engine.algorithm import Algorithm
-from evotune.engine.annealing import RandomSearch, SimulatedAnnealing
-from evotune.engine.ga import GeneticAlgorithm, Refine
+from evotune.engine import ALGORITHMS
+from evotune.engine.algorithm import Algorithm, AlgorithmSetup, Refine, handles_many_objectives
 from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
-from evotune.engine.nsga2 import NSGA2
 from evotune.engine.operators.base import mating_for
 from evotune.engine.spaces import Space
 from evotune.engine.state import atomic_write_text
@@ -35,8 +33,6 @@ from evotune.tasks import Task
 # Keys a resumed run may change: where to stop, and where evaluations run (results do not
 # depend on the executor). Everything else must match the checkpoint.
 STOP_KEYS = ("generations", "max_evaluations", "max_minutes", "target")
-MULTI_OBJECTIVE = ("nsga2", "tpe", "optuna_nsga2")
-OPTUNA_SAMPLERS = ("tpe", "optuna_nsga2")
 
 
 def build_algorithm(
@@ -46,47 +42,32 @@ def build_algorithm(
     rng: np.random.Generator,
     refine: Refine | None = None,
 ) -> Algorithm:
-    """The configured algorithm, with its operators bound (and, for the GA, the task's
-    Lamarckian `refine` of the elites, if it has one)."""
+    """The configured algorithm (found in `ALGORITHMS`), with its operators and mating
+    bound (and, for the GA, the task's Lamarckian `refine` of the elites, if any)."""
     name = search.algorithm or ("ga" if n_objectives == 1 else "nsga2")
-    if name not in MULTI_OBJECTIVE and n_objectives > 1:
+    entry = ALGORITHMS.get(name, "search.algorithm")
+    if n_objectives > 1 and not handles_many_objectives(name):
+        many = [n for n in ALGORITHMS.names() if handles_many_objectives(n)]
         raise UserError(
             f"search.algorithm: {name!r} optimises one objective but this task has "
-            f"{n_objectives}; use one of {', '.join(MULTI_OBJECTIVE)}"
+            f"{n_objectives}; use one of {', '.join(many)}"
         )
-    if name in OPTUNA_SAMPLERS:  # optional extra: imported only when asked for
-        from evotune.engine.optuna_search import OptunaSearch
-
-        return OptunaSearch(space, rng, search.population, sampler=name)
-    ops = {
-        family: registry.build(getattr(search.operators, family), f"search.operators.{family}")
-        for family, registry in REGISTRIES.items()
-    }
     operators = search.operators  # resolved: each a mapping with its name
-    mating = mating_for(operators.selection["name"], operators.crossover["name"])
-    pop = search.population
-    if name == "ga":
-        elitism = 1 if search.elitism is None else search.elitism
-        return GeneticAlgorithm(
-            space,
-            rng,
-            pop,
-            ops["selection"],
-            ops["crossover"],
-            ops["mutation"],
-            elitism=elitism,
-            refine=refine,
-            mating=mating,
-        )
-    if name == "nsga2":
-        return NSGA2(
-            space, rng, pop, ops["selection"], ops["crossover"], ops["mutation"], mating=mating
-        )
-    if name == "annealing":
-        return SimulatedAnnealing(
-            space, rng, pop, ops["mutation"], temperature=search.temperature, cooling=search.cooling
-        )
-    return RandomSearch(space, rng, pop)
+    setup = AlgorithmSetup(
+        space,
+        rng,
+        search.population,
+        **{
+            family: registry.build(getattr(operators, family), f"search.operators.{family}")
+            for family, registry in REGISTRIES.items()
+        },
+        mating=mating_for(operators.selection["name"], operators.crossover["name"]),
+        elitism=search.elitism,
+        temperature=search.temperature,
+        cooling=search.cooling,
+        refine=refine,
+    )
+    return entry.fn(setup)
 
 
 def build_executor(config: ExecutorConfig, task: Task | None = None) -> Executor:

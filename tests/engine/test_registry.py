@@ -132,3 +132,21 @@ def test_register_twice_rejected_and_keyword_only_params_recorded():
     assert entry.doc == "First line." and entry.kinds == ("binary",)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("op")(op)
+
+
+def test_algorithms_are_one_registry_that_config_and_cli_read(capsys):
+    from evotune.cli import main
+    from evotune.config import resolve
+    from evotune.engine import ALGORITHMS
+
+    assert ALGORITHMS.names() == ["annealing", "ga", "nsga2", "optuna_nsga2", "random", "tpe"]
+    with pytest.raises(
+        UserError, match=r"search.algorithm: unknown algorithm 'nsga' \(did you mean 'nsga2'\?\)"
+    ):
+        resolve({"task": "onemax", "search": {"algorithm": "nsga"}})
+    with pytest.raises(UserError, match=r"search.compare: unknown algorithm 'anealing'"):
+        resolve({"task": "onemax", "search": {"compare": ["ga", "anealing"]}})
+    assert main(["list", "algorithms", "*nsga2"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["nsga2", "optuna_nsga2"]
+    assert all("[many objectives]" in line for line in listed)

@@ -4,20 +4,51 @@
 losses (rows x objectives, lower is better; the run loop flips maximised objectives).
 An algorithm's whole state is a dict of numpy arrays (`state_dict`), so a checkpoint
 is portable and never pickled. The random generator belongs to the run and is passed in.
+
+Algorithms are found by name in `ALGORITHMS`: each module registers a factory that
+builds its algorithm from an `AlgorithmSetup` (trait `objectives`: `one` or `many`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from evotune.engine.operators.base import Mating, in_selection_order
+from evotune.engine.registry import Registry
 from evotune.engine.spaces import Space
 
 Selection = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 Variation = Callable[[np.ndarray, np.random.Generator, Space], np.ndarray]
+# Lamarckian local search: (genomes, seeds) -> improved genomes, same shape.
+Refine = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+ALGORITHMS = Registry("algorithm")
+
+
+@dataclass(frozen=True)
+class AlgorithmSetup:
+    """Everything an algorithm may be built from, as plain values (the engine reads no
+    config): each factory in `ALGORITHMS` takes what it needs."""
+
+    space: Space
+    rng: np.random.Generator
+    population: int
+    selection: Selection
+    crossover: Variation
+    mutation: Variation
+    mating: Mating = in_selection_order
+    elitism: int | None = None  # GA: members kept unchanged (None: 1)
+    temperature: float | None = None  # annealing: start temperature (None: from the data)
+    cooling: float = 0.95  # annealing: factor per step
+    refine: Refine | None = None  # GA: the task's Lamarckian refinement of the elites
+
+
+def handles_many_objectives(name: str) -> bool:
+    return ALGORITHMS.get(name).traits.get("objectives") == "many"
 
 
 class Algorithm(ABC):

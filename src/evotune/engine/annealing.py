@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from evotune.engine.algorithm import Algorithm, Variation
+from evotune.engine.algorithm import ALGORITHMS, Algorithm, AlgorithmSetup, Variation
 from evotune.engine.spaces import Space
 
 
@@ -98,3 +98,22 @@ class RandomSearch(Algorithm):
 
     def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
         self._keep_best(genomes, losses)
+
+
+@ALGORITHMS.register("annealing", traits={"objectives": "one"})
+def build_annealing(setup: AlgorithmSetup) -> SimulatedAnnealing:
+    """Simulated annealing: `population` neighbours per step by the mutation operator."""
+    return SimulatedAnnealing(
+        setup.space,
+        setup.rng,
+        setup.population,
+        setup.mutation,
+        temperature=setup.temperature,
+        cooling=setup.cooling,
+    )
+
+
+@ALGORITHMS.register("random", traits={"objectives": "one"})
+def build_random(setup: AlgorithmSetup) -> RandomSearch:
+    """Random search: `population` new genomes per generation, the best kept."""
+    return RandomSearch(setup.space, setup.rng, setup.population)

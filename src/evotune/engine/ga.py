@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation, sort_by_loss
+from evotune.engine.algorithm import (
+    ALGORITHMS,
+    AlgorithmSetup,
+    BreedingAlgorithm,
+    Refine,
+    Selection,
+    Variation,
+    sort_by_loss,
+)
 from evotune.engine.operators.base import Mating, in_selection_order
 from evotune.engine.spaces import Space
-
-# Lamarckian local search: (genomes, seeds) -> improved genomes, same shape.
-Refine = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class GeneticAlgorithm(BreedingAlgorithm):
@@ -75,3 +78,19 @@ class GeneticAlgorithm(BreedingAlgorithm):
             genomes = np.concatenate([self.genomes[: self.elitism], genomes])
             losses = np.concatenate([self.losses[: self.elitism], losses])
         self.genomes, self.losses = sort_by_loss(genomes, losses)
+
+
+@ALGORITHMS.register("ga", traits={"objectives": "one"})
+def build_ga(setup: AlgorithmSetup) -> GeneticAlgorithm:
+    """Generational GA: selection, mating, crossover, mutation, elitism (default 1)."""
+    return GeneticAlgorithm(
+        setup.space,
+        setup.rng,
+        setup.population,
+        setup.selection,
+        setup.crossover,
+        setup.mutation,
+        elitism=1 if setup.elitism is None else setup.elitism,
+        refine=setup.refine,
+        mating=setup.mating,
+    )

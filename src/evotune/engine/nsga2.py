@@ -5,7 +5,13 @@ from __future__ import annotations
 import moocore
 import numpy as np
 
-from evotune.engine.algorithm import BreedingAlgorithm, Selection, Variation
+from evotune.engine.algorithm import (
+    ALGORITHMS,
+    AlgorithmSetup,
+    BreedingAlgorithm,
+    Selection,
+    Variation,
+)
 from evotune.engine.operators.base import Mating, in_selection_order
 from evotune.engine.spaces import Space
 
@@ -119,3 +125,17 @@ def survivors(losses: np.ndarray, n: int) -> np.ndarray:
         keep.extend(front[order[: n - len(keep)]])
         break
     return np.array(keep, dtype=int)
+
+
+@ALGORITHMS.register("nsga2", traits={"objectives": "many"})
+def build_nsga2(setup: AlgorithmSetup) -> NSGA2:
+    """NSGA-II (Deb et al. 2002): non-dominated sorting and crowding distance."""
+    return NSGA2(
+        setup.space,
+        setup.rng,
+        setup.population,
+        setup.selection,
+        setup.crossover,
+        setup.mutation,
+        mating=setup.mating,
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evotune.engine.algorithm import Algorithm
+from evotune.engine.algorithm import ALGORITHMS, Algorithm, AlgorithmSetup
 from evotune.engine.spaces import Choice, Int, MixedSpace, Real, Space
 from evotune.errors import UserError
 
@@ -195,3 +195,15 @@ def from_params(space: Space, params: dict[str, Any]) -> np.ndarray:
                 row.append(float(v))
         return np.array(row)
     return np.array([params[n] for n in _names(space)], dtype=float)
+
+
+@ALGORITHMS.register("tpe", traits={"objectives": "many"})
+def build_tpe(setup: AlgorithmSetup) -> OptunaSearch:
+    """Optuna's TPE sampler (pip install 'evotune[optuna]')."""
+    return OptunaSearch(setup.space, setup.rng, setup.population, sampler="tpe")
+
+
+@ALGORITHMS.register("optuna_nsga2", traits={"objectives": "many"})
+def build_optuna_nsga2(setup: AlgorithmSetup) -> OptunaSearch:
+    """Optuna's NSGA-II sampler (pip install 'evotune[optuna]')."""
+    return OptunaSearch(setup.space, setup.rng, setup.population, sampler="optuna_nsga2")
