@@ -8,7 +8,9 @@ journal holds a reference (see `genome_store.py`).
 
 Resuming restores the checkpoint (algorithm state and the run's random generator),
 then replays the generation that was cut short: its evaluations already in the journal
-are taken from there, so a killed run finishes exactly as an uninterrupted one.
+are taken from there (`replay.py`), so a killed run finishes exactly as an
+uninterrupted one. What is reported (best, Pareto front, hypervolume, one record per
+generation) is computed in `summary.py`.
 
 A failed evaluation (the task raised: see `executors/guard.py`) is journaled with its
 `error` and NaN fitness, and the run goes on. It is not cached: a failed genome asked
@@ -25,14 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import moocore
 import numpy as np
 
 from evotune.engine.algorithm import Algorithm
 from evotune.engine.genome_store import GenomeStore
-from evotune.engine.journal import Journal, read_jsonl, rewrite_jsonl
+from evotune.engine.journal import Journal
 from evotune.engine.problem import Evaluation, Problem, evaluation_seed, losses_of
+from evotune.engine.replay import Entry, FitnessCache
 from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
+from evotune.engine.summary import (
+    Hypervolume,
+    best_entry,
+    pareto_entries,
+    population_record,
+    public,
+)
 from evotune.errors import RunError, UserError
 
 CHECKPOINT = Path("state") / "checkpoint.npz"
@@ -91,19 +100,22 @@ class SearchLoop:
         self.callbacks = callbacks or Callbacks()
         self.extra_meta = extra_meta or {}
         self.objectives = problem.objectives
-        self.archive: dict[str, dict[str, Any]] = {}  # hash -> first evaluation
-        self.pending: dict[tuple[int, int], dict[str, Any]] = {}  # replayed on resume
-        self.failed: dict[str, dict[str, Any]] = {}  # hash -> this generation's failure
+        self.cache = FitnessCache()
         self.max_failures = max_failures  # failed evaluations in a row before stopping
         self.failures_in_a_row = 0
         self.generation = 0
         self.evaluations = 0
         self.elapsed_before = 0.0
-        self.reference: np.ndarray | None = None
+        self.hypervolume = Hypervolume(problem)
         self.journal = Journal(self.run_dir / "journal.jsonl")
         self.store = GenomeStore(self.run_dir) if problem.space.external else None
         self.generations_log = Journal(self.run_dir / "generations.jsonl")
         self._started = time.monotonic()
+
+    @property
+    def archive(self) -> dict[str, Entry]:
+        """hash -> the genome's first successful evaluation (the fitness cache)."""
+        return self.cache.known
 
     # ---- public API -------------------------------------------------------------
 
@@ -134,7 +146,7 @@ class SearchLoop:
         self.rng.bit_generator.state = meta["rng"]
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
         self.elapsed_before = meta["elapsed_seconds"]
-        self.reference = np.array(meta["reference"]) if meta["reference"] else None
+        self.hypervolume = Hypervolume(self.problem, meta["reference"])
         self._reload_files()
         return meta
 
@@ -154,7 +166,7 @@ class SearchLoop:
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self._started)
 
-    # ---- one generation ---------------------------------------------------------
+    # ---- one generation: ask -> evaluate -> tell --------------------------------
 
     def _run_generation(self) -> None:
         started = time.monotonic()
@@ -186,9 +198,9 @@ class SearchLoop:
 
     def _evaluate(self, genomes: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, int]:
         """Fitness of every genome (rows in order) and how many came from the cache."""
-        entries: list[dict[str, Any] | None] = [self._replayed(i, h) for i, h in enumerate(hashes)]
-        todo = self._first_unseen(entries, hashes)
-        self.failed = {}
+        entries = [self._replayed(i, h) for i, h in enumerate(hashes)]
+        todo = self.cache.first_unseen(entries, hashes)
+        self.cache.failed = {}
         if todo:
             seeds = np.array([evaluation_seed(self.seed, hashes[i]) for i in todo], dtype=np.int64)
             results = self.executor.map(self.problem, genomes[todo], seeds)
@@ -205,7 +217,11 @@ class SearchLoop:
                     self._count_failures(done)
             finally:  # a stop or an interrupt mid-generation: cancel what is in flight
                 getattr(results, "close", lambda: None)()
-        cached = [self._cached(i, h) for i, h in enumerate(hashes) if entries[i] is None]
+        cached = [
+            self.cache.cached(self.generation, i, h)
+            for i, h in enumerate(hashes)
+            if entries[i] is None
+        ]
         for entry in cached:
             entries[entry["index"]] = entry
         self.journal.append(cached)
@@ -213,33 +229,15 @@ class SearchLoop:
         n_cached = sum(1 for e in entries if e["cached"])
         return np.array([e["fitness"] for e in entries], dtype=float), n_cached
 
-    def _replayed(self, index: int, key: str) -> dict[str, Any] | None:
-        """This generation's entry from the journal of an interrupted run, if any."""
-        entry = self.pending.pop((self.generation, index), None)
-        if entry is None:
-            return None
-        if entry["hash"] != key:
-            raise UserError(
-                f"{self.journal.path}: generation {self.generation} index {index} has genome "
-                f"{entry['hash']}, but the resumed search asks {key}: the journal does not "
-                "belong to this checkpoint"
-            )
-        if not entry["cached"]:
+    def _replayed(self, index: int, key: str) -> Entry | None:
+        entry = self.cache.replayed(self.generation, index, key, self.journal.path)
+        if entry is not None and not entry["cached"]:
             self._remember(entry)
         return entry
 
-    def _first_unseen(self, entries: list[dict[str, Any] | None], hashes: list[str]) -> list[int]:
-        """Indices to evaluate: first occurrences of genomes with no known fitness."""
-        todo, seen = [], set(self.archive)
-        for i, key in enumerate(hashes):
-            if entries[i] is None and key not in seen:
-                seen.add(key)
-                todo.append(i)
-        return todo
-
     def _record(
         self, index: int, key: str, genome: np.ndarray, result: Evaluation, seconds: float
-    ) -> dict[str, Any]:
+    ) -> Entry:
         failed = result.error is not None
         fitness = [float("nan")] * len(self.objectives) if failed else self._fitness(result)
         entry = {
@@ -254,11 +252,15 @@ class SearchLoop:
         }
         if failed:  # it cost an evaluation, but its fitness is unknown: not cached
             entry["error"] = result.error
-            self.failed.setdefault(key, entry)
+            self.cache.failed.setdefault(key, entry)
             self.evaluations += 1
             return entry
         self._remember(entry)
         return entry
+
+    def _remember(self, entry: Entry) -> None:
+        self.cache.remember(entry)
+        self.evaluations += 1
 
     def _genome_json(self, key: str, genome: np.ndarray) -> Any:
         """The genome's values, or a reference to its file (see `_keep_genomes`)."""
@@ -273,8 +275,8 @@ class SearchLoop:
         if self.store is None:
             return
         entries = list(self.archive.values())
-        keep = {self._best(entries)["hash"]} if entries else set()
-        keep |= {e["hash"] for e in self._pareto(entries)}
+        keep = {best_entry(self.objectives, entries)["hash"]} if entries else set()
+        keep |= {e["hash"] for e in pareto_entries(self.objectives, entries)}
         for genome, key in zip(genomes, hashes):
             if key in keep:
                 self.store.put(key, genome)
@@ -289,7 +291,7 @@ class SearchLoop:
             )
         return fitness
 
-    def _count_failures(self, entries: list[dict[str, Any]]) -> None:
+    def _count_failures(self, entries: list[Entry]) -> None:
         """Stop the run once `max_failures` evaluations in a row have failed."""
         for entry in entries:
             self.failures_in_a_row = self.failures_in_a_row + 1 if "error" in entry else 0
@@ -303,54 +305,17 @@ class SearchLoop:
                     f"`evotune resume {self.run_dir}` (failed evaluations are retried)"
                 )
 
-    def _cached(self, index: int, key: str) -> dict[str, Any]:
-        first = self.archive.get(key) or self.failed[key]  # a failure repeated in a generation
-        return {
-            **first,
-            "generation": self.generation,
-            "index": index,
-            "seconds": 0.0,
-            "cached": True,
-        }
+    # ---- records, checkpoint, summary -------------------------------------------
 
-    def _remember(self, entry: dict[str, Any]) -> None:
-        self.archive.setdefault(entry["hash"], entry)
-        self.evaluations += 1
-
-    # ---- statistics, checkpoint, summary ----------------------------------------
-
-    def _generation_record(self, cached: int, seconds: float) -> dict[str, Any]:
+    def _generation_record(self, cached: int, seconds: float) -> Entry:
         genomes, losses = self.algorithm.population()
-        signs = np.array([-1.0 if o.direction == "max" else 1.0 for o in self.objectives])
-        finite = np.isfinite(losses).all(axis=1)
-        natural = losses[finite] * signs
-        has_rows = len(natural) > 0
-        leader = int(np.lexsort(losses.T[::-1])[0])  # best on the first objective
         return {
             "generation": self.generation,
-            "best": (np.min(losses[finite], axis=0) * signs).tolist() if has_rows else None,
-            "mean": natural.mean(axis=0).tolist() if has_rows else None,
-            "best_hash": self.problem.space.hash(genomes[leader]),
-            "hypervolume": self._hypervolume(losses[finite]),
+            **population_record(self.problem, genomes, losses, self.hypervolume),
             "evaluations": self.evaluations,
             "cached": cached,
             "seconds": round(seconds, 6),
         }
-
-    def _hypervolume(self, losses: np.ndarray) -> float | None:
-        if len(self.objectives) < 2 or len(losses) == 0:
-            return None
-        if self.reference is None:
-            self.reference = self._reference_point(losses)
-        return float(moocore.hypervolume(losses, ref=self.reference))
-
-    def _reference_point(self, losses: np.ndarray) -> np.ndarray:
-        """The task's reference point, else the first population's worst + 10% margin."""
-        given = self.problem.reference_point() if hasattr(self.problem, "reference_point") else None
-        if given is not None:
-            return losses_of(self.objectives, np.array([given]))[0]
-        worst, best = losses.max(axis=0), losses.min(axis=0)
-        return worst + np.maximum(0.1 * (worst - best), 1e-9)
 
     def _checkpoint(self) -> None:
         meta = {
@@ -359,7 +324,7 @@ class SearchLoop:
             "evaluations": self.evaluations,
             "elapsed_seconds": self.elapsed(),
             "rng": self.rng.bit_generator.state,
-            "reference": None if self.reference is None else self.reference.tolist(),
+            "reference": self.hypervolume.state(),
             "space": self.problem.space.describe(),
             "objectives": [o.__dict__ for o in self.objectives],
             "algorithm": self.algorithm.name,
@@ -375,8 +340,8 @@ class SearchLoop:
             "algorithm": self.algorithm.name,
             "seed": self.seed,
             "objectives": [o.__dict__ for o in self.objectives],
-            "best": _public(self._best(entries)) if entries else None,
-            "pareto": [_public(e) for e in self._pareto(entries)],
+            "best": public(best_entry(self.objectives, entries)) if entries else None,
+            "pareto": [public(e) for e in pareto_entries(self.objectives, entries)],
             "evaluations": self.evaluations,
             "generations": self.generation,
             "wall_seconds": round(self.elapsed(), 3),
@@ -386,27 +351,8 @@ class SearchLoop:
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary
 
-    def _losses(self, entries: list[dict[str, Any]]) -> np.ndarray:
-        return losses_of(self.objectives, np.array([e["fitness"] for e in entries], dtype=float))
-
-    def _best(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        losses = self._losses(entries)
-        # first objective, then the next ones; a row with a NaN (inf loss) only if all have
-        order = np.lexsort([*losses.T[::-1], ~np.isfinite(losses).all(axis=1)])
-        return entries[int(order[0])]
-
-    def _pareto(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not entries:
-            return []
-        losses = self._losses(entries)
-        finite = np.flatnonzero(np.isfinite(losses).all(axis=1))
-        if len(finite) == 0:
-            return []
-        front = finite[moocore.is_nondominated(losses[finite])]
-        return [entries[i] for i in front[np.argsort(losses[front, 0], kind="stable")]]
-
     def _target_reached(self) -> bool:
-        best = self._best(list(self.archive.values()))["fitness"][0]
+        best = best_entry(self.objectives, list(self.archive.values()))["fitness"][0]
         objective = self.objectives[0]
         return best == self.stop.target or objective.better(best, self.stop.target)
 
@@ -428,32 +374,8 @@ class SearchLoop:
             )
 
     def _reload_files(self) -> None:
-        """Drop partial lines and lines past the checkpoint; index the journal. Failures
-        of the interrupted generation are dropped too: they are evaluated again. So is
-        all of it for a whole-generation task, whose values depend on the call's genomes
-        (a torn journal write may have kept only some of them)."""
-        journal = read_jsonl(self.journal.path)
-        now = self.generation
         replay = not getattr(self.problem, "whole_generation", False)
-        kept = [
-            e
-            for e in journal
-            if e["generation"] < now or (e["generation"] == now and "error" not in e and replay)
-        ]
-        rewrite_jsonl(self.journal.path, kept)
-        for entry in kept:
-            if entry["generation"] < self.generation:
-                if not entry["cached"] and "error" not in entry:
-                    self.archive.setdefault(entry["hash"], entry)
-            else:
-                self.pending[(entry["generation"], entry["index"])] = entry
-        generations_path = self.run_dir / "generations.jsonl"
-        records = [r for r in read_jsonl(generations_path) if r["generation"] < self.generation]
-        rewrite_jsonl(generations_path, records)
-
-
-def _public(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: entry[k] for k in ("hash", "genome", "fitness", "metrics")}
+        self.cache.reload(self.run_dir, self.journal.path, self.generation, replay)
 
 
 def _short(obj: Any, limit: int = 160) -> str:

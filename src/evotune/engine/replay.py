@@ -1,0 +1,76 @@
+"""The fitness cache and the journal replay of a resumed run.
+
+`journal.jsonl` is the cache's source of truth: every genome evaluated once keeps its
+first successful evaluation (`known`). On resume, lines past the checkpoint are
+dropped and the interrupted generation's lines become `pending`: the re-asked
+generation takes them instead of evaluating again. Failures are never cached (a failed
+genome asked again is evaluated again) but a failure repeated within one generation is
+shown, not retried (`failed`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evotune.engine.journal import read_jsonl, rewrite_jsonl
+from evotune.errors import UserError
+
+Entry = dict[str, Any]  # a journal line
+
+
+class FitnessCache:
+    def __init__(self) -> None:
+        self.known: dict[str, Entry] = {}  # hash -> first successful evaluation
+        self.pending: dict[tuple[int, int], Entry] = {}  # (generation, index) -> replayed
+        self.failed: dict[str, Entry] = {}  # hash -> this generation's failure
+
+    def remember(self, entry: Entry) -> None:
+        self.known.setdefault(entry["hash"], entry)
+
+    def replayed(self, generation: int, index: int, key: str, journal: Path) -> Entry | None:
+        """This generation's entry from the journal of an interrupted run, if any."""
+        entry = self.pending.pop((generation, index), None)
+        if entry is not None and entry["hash"] != key:
+            raise UserError(
+                f"{journal}: generation {generation} index {index} has genome "
+                f"{entry['hash']}, but the resumed search asks {key}: the journal does not "
+                "belong to this checkpoint"
+            )
+        return entry
+
+    def first_unseen(self, entries: list[Entry | None], hashes: list[str]) -> list[int]:
+        """Indices to evaluate: first occurrences of genomes with no known fitness."""
+        todo, seen = [], set(self.known)
+        for i, key in enumerate(hashes):
+            if entries[i] is None and key not in seen:
+                seen.add(key)
+                todo.append(i)
+        return todo
+
+    def cached(self, generation: int, index: int, key: str) -> Entry:
+        """A journal line for a genome known already (or failed earlier this generation)."""
+        first = self.known.get(key) or self.failed[key]
+        return {**first, "generation": generation, "index": index, "seconds": 0.0, "cached": True}
+
+    def reload(self, run_dir: Path, journal: Path, generation: int, replay: bool) -> None:
+        """Drop partial lines and lines past the checkpoint; index the journal. Failures
+        of the interrupted generation are dropped too: they are evaluated again. So is
+        all of it when `replay` is off (a whole-generation task, whose values depend on
+        the call's genomes: a torn journal write may have kept only some of them)."""
+        kept = [
+            e
+            for e in read_jsonl(journal)
+            if e["generation"] < generation
+            or (e["generation"] == generation and "error" not in e and replay)
+        ]
+        rewrite_jsonl(journal, kept)
+        for entry in kept:
+            if entry["generation"] < generation:
+                if not entry["cached"] and "error" not in entry:
+                    self.known.setdefault(entry["hash"], entry)
+            else:
+                self.pending[(entry["generation"], entry["index"])] = entry
+        generations_path = run_dir / "generations.jsonl"
+        records = [r for r in read_jsonl(generations_path) if r["generation"] < generation]
+        rewrite_jsonl(generations_path, records)
