@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/evotune demo
+	$(BIN)/evotune demo --overwrite  # replaces runs/demo: make demo twice works
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

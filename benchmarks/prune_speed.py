@@ -38,7 +38,8 @@ from evotune.data import DataConfig, load_data
 from evotune.models import ModelConfig, build_model
 from evotune.train.features import extract_features
 from evotune.train.headref import train_reference
-from evotune.train.popheads import HeadSettings, members_from_masks, train_heads
+from evotune.train.maskedhead import HeadSettings
+from evotune.train.popheads import members_from_masks, train_heads
 
 P, D, H = 30, 2048, 512
 

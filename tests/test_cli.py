@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -212,3 +213,60 @@ def test_models_lists_builtins_with_gene_counts(capsys):
     out = capsys.readouterr().out
     assert "builtin:small_cnn" in out and "leaf 8" in out
     assert main(["models", "nothing-like-this*"]) == 2
+
+
+def test_a_full_disk_names_the_file_exits_2_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import evotune.engine.journal
+
+    config = write(
+        tmp_path,
+        "task: {name: onemax, length: 30}\nsearch: {generations: 5}\noutput: {report: false}\n",
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "clean"), "-q"]) == 0
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 5:  # some generations in
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(evotune.engine.journal.os, "fsync", fsync)  # os: journal, state
+    run = tmp_path / "full"
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"cannot write {run}/\S+: No space left on device", err)
+    assert "Traceback" not in err and "evotune resume" in err
+    monkeypatch.setattr(evotune.engine.journal.os, "fsync", real_fsync)
+    assert main(["resume", str(run), "-q"]) == 0
+    assert comparable_run(run) == comparable_run(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_out_folder_that_cannot_be_made_is_bad_input(tmp_path, capsys, where):
+    config = write(tmp_path, "task: onemax\noutput: {report: false}\n")
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "run" if where == "under-a-file" else Path("/proc/evotune-run")
+    assert main(["run", str(config), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: --out {out}: cannot create this folder (")
+        and "Traceback" not in err
+    )
+
+
+def test_weights_that_are_not_a_torch_file_are_bad_input(tmp_path, capsys):
+    (tmp_path / "w.pth").write_text("hello, not tensors")
+    text = (
+        "task: {name: layers, baselines: []}\n"
+        "data: {source: digits, classes: [0, 1], max_per_class: 6}\n"
+        f"model: {{backbone: 'builtin:small_cnn', weights: {tmp_path / 'w.pth'}}}\n"
+        "fitness: {epochs: 1, device: cpu}\n"
+    )
+    config = write(tmp_path, text)
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"model.weights: cannot read {tmp_path / 'w.pth'} as a torch file" in err
+    assert len(err.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ the key or file; 130 interrupted (the run can be resumed); 1 anything else.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -41,6 +42,12 @@ def _add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the result")
 
 
+def _add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace {what} at --out (refused otherwise)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="evotune", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"evotune {__version__}")
@@ -50,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path)
     _add_set(run)
     run.add_argument("--out", type=Path, help="run directory (default: output.dir)")
+    _add_overwrite(run, "a run")
     _add_quiet(run)
 
     resume = sub.add_parser("resume", help="continue an interrupted or finished run")
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the built-in demo (no data, no download)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _add_overwrite(demo, "a run")
     _add_set(demo)
     _add_quiet(demo)
 
@@ -75,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("config", type=Path)
     _add_set(pre)
     pre.add_argument("--out", type=Path, help="checkpoint path (default: pretrain.out)")
+    _add_overwrite(pre, "an existing checkpoint")
 
     models = sub.add_parser("models", help="list the backbones that can be built")
     models.add_argument("pattern", nargs="?", default="*", help="e.g. 'torchvision:res*'")
@@ -83,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="retrain a run's best genome and save the model")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--out", type=Path, required=True, help="model file (.safetensors)")
+    _add_overwrite(export, "an existing model file")
     export.add_argument("--epochs", type=int, help="training epochs (default: the run's)")
     export.add_argument(
         "--pick",
@@ -98,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     agg = sub.add_parser("aggregate", help="merge the Pareto fronts of several runs")
     agg.add_argument("run_dirs", type=Path, nargs="+")
     agg.add_argument("--out", type=Path, required=True, help="directory of the merged front")
+    _add_overwrite(agg, "an earlier result")
     agg.add_argument("--no-analysis", action="store_true", help="skip retraining the front")
 
     listing = sub.add_parser("list", help="list tasks, algorithms, operators or presets")
@@ -114,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        with _SigtermInterrupts():
+            return COMMANDS[args.command](args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -124,6 +137,49 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: `evotune resume RUN_DIR` continues the run", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as err:
+        if err.errno not in UNWRITABLE:
+            raise
+        print(f"error: {unwritable_message(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# The file system refused a write: no space, read-only, no permission, not a folder.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def unwritable_message(err: OSError) -> str:
+    """Which file could not be written, and that nothing written before is lost (files
+    are replaced atomically, the journal is appended and fsynced line by line)."""
+    where = err.filename or "a file"
+    return (
+        f"cannot write {where}: {err.strerror}. Everything written before is intact: "
+        "fix the cause (free space, permissions, another --out), then `evotune resume "
+        "RUN_DIR` continues a run from where it stopped"
+    )
+
+
+class _SigtermInterrupts:
+    """SIGTERM stops a command like Ctrl-C: `finally` blocks run (the run directory's
+    lock is released) and the run stays resumable."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():  # else not allowed
+            self.previous = signal.signal(signal.SIGTERM, _interrupt)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 # ---- commands ---------------------------------------------------------------------
@@ -136,7 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     configured = Path(config.output.dir) if config.output.dir else None
     run_dir = args.out or configured or default_run_dir(config)
-    return _search(lambda cb: start(config, run_dir, cb), config, run_dir, args.quiet)
+    run = lambda cb: start(config, run_dir, cb, overwrite=args.overwrite)  # noqa: E731
+    return _search(run, config, run_dir, args.quiet)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -149,16 +206,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from evotune.config import load_config
+    from evotune.rundir import check_out_dir
     from evotune.runner import start
 
+    check_out_dir(args.out, args.overwrite)  # before pretraining the backbone
     backbone = demo_backbone(quiet=args.quiet)
     with resources.as_file(resources.files("evotune") / "configs" / "demo.yaml") as path:
         config = load_config(path, [f"model.backbone=file:{backbone}", *args.overrides])
-    if (args.out / "journal.jsonl").exists():  # a demo is cheap: start it afresh
-        import shutil
-
-        shutil.rmtree(args.out)
-    return _search(lambda cb: start(config, args.out, cb), config, args.out, args.quiet)
+    run = lambda cb: start(config, args.out, cb, overwrite=args.overwrite)  # noqa: E731
+    return _search(run, config, args.out, args.quiet)
 
 
 DEMO_PRETRAIN_OVERRIDES: list[str] = []  # tests shorten the demo's pretraining
@@ -184,7 +240,14 @@ def _search(run: Callable[[Any], dict[str, Any]], config: Any, run_dir: Path, qu
     from evotune.progress import ConsoleProgress
 
     names = [o.name for o in config.task_class.objectives_for(config)]
-    progress = ConsoleProgress(names, config.search.generations, quiet=quiet)
+    search = config.search
+    progress = ConsoleProgress(
+        names,
+        search.generations,
+        quiet=quiet,
+        max_evaluations=search.max_evaluations,
+        max_minutes=search.max_minutes,
+    )
     try:
         summary = run(progress)
     finally:
@@ -202,6 +265,8 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
         f"best: {fitness}  (stopped by {summary['stopped_by']}, "
         f"{summary['evaluations']} evaluations, {summary['wall_seconds']:.1f}s)"
     )
+    for line in best_lines(best):
+        print(line)
     if len(names) > 1:
         print(f"pareto front: {len(summary['pareto'])} points")
     if summary.get("baselines") or summary.get("baseline_failures"):
@@ -212,6 +277,31 @@ def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
         print(comparison_table(summary))
     if (run_dir / "report.html").exists():
         print(f"report: {run_dir / 'report.html'}")
+
+
+def best_lines(best: dict[str, Any] | None) -> list[str]:
+    """The best genome in full when it is a mapping (hparams: the tables cut it), and
+    the best's test metrics (e.g. weights: test_rmse, test_accuracy)."""
+    lines = []
+    genome = (best or {}).get("genome")
+    if isinstance(genome, dict) and set(genome) != {"file", "genes"}:  # not a file reference
+        where = f" ({best['algorithm']})" if best.get("algorithm") else ""
+        lines.append(
+            f"best genome{where}: " + ", ".join(f"{k}={_value(v)}" for k, v in genome.items())
+        )
+    metrics = (best or {}).get("metrics") or {}
+    tests = [
+        f"{k.removeprefix('test_')}={_value(v)}"
+        for k, v in metrics.items()
+        if k.startswith("test_")
+    ]
+    if tests:
+        lines.append("test: " + ", ".join(tests))
+    return lines
+
+
+def _value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def baseline_table(summary: dict[str, Any]) -> str:
@@ -282,8 +372,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from evotune.pretrain import load_pretrain_config, pretrain
+    from evotune.rundir import check_out_file
 
-    result = pretrain(load_pretrain_config(args.config, args.overrides), args.out)
+    config = load_pretrain_config(args.config, args.overrides)
+    check_out_file(Path(args.out or config.pretrain.out), args.overwrite)
+    result = pretrain(config, args.out)
     accuracy = f"val accuracy {result['val_accuracy']:.4f}"
     if "test_accuracy" in result:
         accuracy += f", test accuracy {result['test_accuracy']:.4f}"
@@ -321,7 +414,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from evotune.prune.aggregate import aggregate
 
-    merged = aggregate(args.run_dirs, args.out, analyse=not args.no_analysis)
+    merged = aggregate(
+        args.run_dirs, args.out, analyse=not args.no_analysis, overwrite=args.overwrite
+    )
     print(f"{len(args.run_dirs)} runs -> front of {len(merged['pareto'])} points in {args.out}")
     print(f"report: {args.out / 'report.html'}")
     return EXIT_OK
@@ -329,7 +424,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from evotune.export import export
+    from evotune.rundir import check_out_file
 
+    check_out_file(args.out, args.overwrite)  # before retraining
     result = export(args.run_dir, args.out, args.epochs, args.pick)
     numbers = {k: v for k, v in result["metrics"].items() if type(v) in (int, float)}
     line = ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())

@@ -13,17 +13,22 @@ resumes (or finishes) every algorithm in turn.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evotune import runner
 from evotune.config import RunConfig
 from evotune.engine.loop import Callbacks
 from evotune.engine.problem import Objective, losses_of
 from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.errors import UserError
+
+# The runner's `start(config, run_dir, callbacks)` and `resume(run_dir, config,
+# callbacks)`, passed in: the runner dispatches here, so this module does not import it.
+Start = Callable[[RunConfig, Path, Callbacks | None], dict[str, Any]]
+Resume = Callable[[Path, RunConfig, Callbacks | None], dict[str, Any]]
 
 
 def sub_config(config: RunConfig, run_dir: Path, name: str) -> RunConfig:
@@ -34,9 +39,16 @@ def sub_config(config: RunConfig, run_dir: Path, name: str) -> RunConfig:
 
 
 def compare(
-    config: RunConfig, run_dir: Path, callbacks: Callbacks | None, resuming: bool
+    config: RunConfig,
+    run_dir: Path,
+    callbacks: Callbacks | None,
+    resuming: bool,
+    *,
+    start: Start,
+    resume: Resume,
 ) -> dict[str, Any]:
-    """Run (or resume) every algorithm of `search.compare`; returns the summary."""
+    """Run (or resume) every algorithm of `search.compare` with the runner's `start`
+    and `resume`; returns the summary."""
     names = list(config.search.compare or [])
     if not resuming:
         held = [n for n in names if (run_dir / n / "config.yaml").exists()]
@@ -47,7 +59,13 @@ def compare(
             )
     config.output.dir = str(run_dir)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-    results = {name: _run_one(config, run_dir, name, callbacks) for name in names}
+    results = {}
+    for i, name in enumerate(names):
+        if callbacks is not None:  # progress lines name the algorithm
+            callbacks.phase_started(f"algorithm {name}", i, len(names))
+        sub, folder = sub_config(config, run_dir, name), run_dir / name
+        held = (folder / "config.yaml").exists()
+        results[name] = resume(folder, sub, callbacks) if held else start(sub, folder, callbacks)
     objectives = config.task_class.objectives_for(config)
     summary = comparison_summary(config, objectives, results)
     atomic_write_json(run_dir / "summary.json", summary)
@@ -56,16 +74,6 @@ def compare(
 
         write_report(run_dir)
     return summary
-
-
-def _run_one(
-    config: RunConfig, run_dir: Path, name: str, callbacks: Callbacks | None
-) -> dict[str, Any]:
-    sub = sub_config(config, run_dir, name)
-    folder = run_dir / name
-    if (folder / "config.yaml").exists():
-        return runner.resume(folder, sub, callbacks)
-    return runner.start(sub, folder, callbacks)
 
 
 def comparison_summary(

@@ -8,6 +8,7 @@ what was expected, and is raised as `UserError` (exit code 2 in the CLI).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,8 @@ from evotune.engine.operators import CROSSOVER, MUTATION, SELECTION
 from evotune.engine.presets import apply_preset, get_preset
 from evotune.engine.registry import Registry, split_spec
 from evotune.errors import UserError, did_you_mean
-from evotune.tasks import Section, Task, get_task
+from evotune.sections import Section
+from evotune.tasks import Task, get_task
 
 OperatorSpec = str | dict[str, Any]
 
@@ -255,8 +257,11 @@ def resolve(raw: dict[str, Any]) -> RunConfig:
             "model",
             task_name,
         ),
-        fitness=validate_section(
-            task_class.Fitness, _seed_defaults(seed, "fitness", root.fitness), "fitness"
+        fitness=_with_threads(
+            validate_section(
+                task_class.Fitness, _seed_defaults(seed, "fitness", root.fitness), "fitness"
+            ),
+            root.executor,
         ),
         search=search,
         executor=root.executor,
@@ -312,6 +317,16 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         nested = isinstance(value, dict) and isinstance(base.get(key), dict)
         out[key] = _merge(base[key], value) if nested else value
     return out
+
+
+def _with_threads(fitness: Section, executor: ExecutorConfig) -> Section:
+    """`fitness.threads: null` resolved to a number, written into config.yaml, so a
+    resumed run, a Ray worker and an export all use the same count: half the cores (at
+    most 8: no oversubscription on a shared machine), or a Ray task's CPUs."""
+    if "threads" in type(fitness).model_fields and fitness.threads is None:
+        cores = max(1, min((os.cpu_count() or 2) // 2, 8))
+        fitness.threads = max(1, int(executor.num_cpus)) if executor.kind == "ray" else cores
+    return fitness
 
 
 def _resolve_operators(search: SearchConfig, genome_kind: str) -> OperatorsConfig:

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evotune.engine.journal import read_jsonl
 from evotune.engine.problem import evaluation_seed
+from evotune.engine.summary import best_entry, pareto_entries, public
 from evotune.errors import UserError
+from evotune.prune.picks import pick as choose
 from evotune.runner import load_resume_config
+from evotune.tasks.base import build_task
 
 
 def export(
@@ -17,24 +21,43 @@ def export(
     """Retrain the best genome of `run_dir` (same seed as in the search; `epochs`
     overrides the run's) and write the model to `out`; returns path and metrics.
     `pick` chooses a Pareto front member instead (accuracy|smallest|knee|index N)."""
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs: expected a positive number of epochs, got {epochs}")
     config = load_resume_config(run_dir)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        raise UserError(f"{summary_path} not found: the run has not finished a generation")
-    summary = json.loads(summary_path.read_text())
+    summary = _summary(run_dir, config)
+    if pick is not None and len(summary["objectives"]) < 2:
+        names = ", ".join(o["name"] for o in summary["objectives"])
+        raise UserError(
+            f"--pick {pick}: the run has one objective ({names}), so no Pareto front to "
+            "pick from; export its best without --pick"
+        )
     best = summary["best"]
     if pick is not None:
-        from evotune.prune.picks import pick as choose
-
         best = summary["pareto"][choose(summary["pareto"], summary["objectives"], pick)]
     if best is None:
-        raise UserError(f"{summary_path}: the run has no successful evaluation to export")
+        raise UserError(f"{run_dir}: the run has no successful evaluation to export yet")
     if hasattr(config.task_class, "export_run"):  # the run saved its model (weights)
         return config.task_class.export_run(run_dir, Path(out), best)
-    task = config.task_class.from_config(config)
+    task = build_task(config)
     if not hasattr(task, "export"):
         raise UserError(f"task {config.task_name!r} has nothing to export")
     genome = task.space.from_json(best["genome"])
     seed = evaluation_seed(config.search.seed, task.space.hash(genome))
     metrics = task.export(genome, seed, Path(out), epochs, source={"run": str(run_dir)})
     return {"path": str(out), "metrics": metrics}
+
+
+def _summary(run_dir: Path, config: Any) -> dict[str, Any]:
+    """summary.json, or for a run still going or interrupted (no summary yet) the best
+    and the front of what its journal holds so far."""
+    path = run_dir / "summary.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    objectives = config.task_class.objectives_for(config)
+    entries = [e for e in read_jsonl(run_dir / "journal.jsonl") if "error" not in e]
+    entries = [e for e in entries if not e["cached"]]
+    return {
+        "objectives": [o.__dict__ for o in objectives],
+        "best": public(best_entry(objectives, entries)) if entries else None,
+        "pareto": [public(e) for e in pareto_entries(objectives, entries)],
+    }

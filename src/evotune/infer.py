@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 
 from evotune.data.imagefolder import to_array
 from evotune.errors import UserError
-from evotune.tasks.weights import MODEL_FILE, SVM_FILE, WeightsModel
+from evotune.tasks.weights_base import MODEL_FILE, SVM_FILE, WeightsModel
+from evotune.tasks.weights_module import build_module
 from evotune.train.autoencoder import TiedStack
 from evotune.train.svm import svm_predict
 
@@ -83,8 +84,6 @@ def _read_svm(path: Path) -> dict[str, np.ndarray]:
 
 
 def _infer_module(spec: dict[str, Any], tensors: dict[str, torch.Tensor], x: torch.Tensor):
-    from evotune.tasks.weights_module import build_module
-
     classes = spec["classes"]
     module = build_module(WeightsModel(**spec["module"]), tuple(spec["input_shape"]), len(classes))
     module.load_state_dict(tensors)

@@ -18,7 +18,7 @@ from pydantic import Field
 from evotune.config import apply_overrides, load_yaml, validate_section
 from evotune.data import DataConfig, load_data
 from evotune.models import ModelConfig, build_model, save_checkpoint
-from evotune.tasks.base import Section
+from evotune.sections import Section
 from evotune.train.device import resolve_device
 from evotune.train.finetune import TrainSettings, evaluate, fit
 

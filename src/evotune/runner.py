@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from evotune.baselines import BaselineRunner, has_baselines
+from evotune.compare import compare
 from evotune.config import (
     REGISTRIES,
     ExecutorConfig,
@@ -24,11 +26,13 @@ from evotune.engine.algorithm import Algorithm, AlgorithmSetup, Refine, handles_
 from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
 from evotune.engine.operators.base import mating_for
 from evotune.engine.spaces import Space
-from evotune.engine.state import atomic_write_text
+from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.errors import UserError
 from evotune.executors import LocalExecutor
+from evotune.rundir import check_out_dir, clear_run_dir, run_lock
 from evotune.staged import is_staged, run_staged
 from evotune.tasks import Task
+from evotune.tasks.base import build_task
 
 # Keys a resumed run may change: where to stop, and where evaluations run (results do not
 # depend on the executor). Everything else must match the checkpoint.
@@ -101,17 +105,14 @@ def default_run_dir(config: RunConfig) -> Path:
     return Path("runs") / f"{config.task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory; refuse one that already holds a run."""
-    held = ("journal.jsonl", "state", "stages")
-    if any((run_dir / name).exists() for name in held):
-        raise UserError(
-            f"{run_dir} already holds a run: continue it with `evotune resume {run_dir}` "
-            "or choose another --out"
-        )
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out {run_dir}: exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
+def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Create the run directory; refuse one that holds a run (unless `overwrite`: the
+    old run is removed once the new one is built) or anything else (rundir.py)."""
+    check_out_dir(run_dir, overwrite)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, /proc, a read-only or full file system
+        raise UserError(f"--out {run_dir}: cannot create this folder ({err.strerror})") from None
 
 
 def _make_loop(
@@ -143,21 +144,35 @@ def _make_loop(
     )
 
 
-def start(config: RunConfig, run_dir: Path, callbacks: Callbacks | None = None) -> dict[str, Any]:
-    """Start a new run in `run_dir`; returns the summary."""
-    prepare_run_dir(run_dir)
-    if config.search.compare:  # one run per algorithm, in RUN_DIR/<algorithm>/
-        from evotune.compare import compare
+def start(
+    config: RunConfig,
+    run_dir: Path,
+    callbacks: Callbacks | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Start a new run in `run_dir`, locked for this process; returns the summary.
+    `overwrite` replaces a run already there, once the new run's task and algorithm are
+    built (so bad input leaves it untouched)."""
+    prepare_run_dir(run_dir, overwrite)
+    with run_lock(run_dir):
+        return _start(config, run_dir, callbacks, overwrite)
 
-        return compare(config, run_dir, callbacks, resuming=False)
-    task = config.task_class.from_config(config)
-    if is_staged(task):
-        config.output.dir = str(run_dir)
-        atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-        return _run_stages(config, task, run_dir, callbacks)
-    loop = _make_loop(config, task, run_dir, callbacks)
+
+def _start(
+    config: RunConfig, run_dir: Path, callbacks: Callbacks | None, overwrite: bool
+) -> dict[str, Any]:
+    if config.search.compare:  # one run per algorithm, in RUN_DIR/<algorithm>/
+        if overwrite:
+            clear_run_dir(run_dir)
+        return compare(config, run_dir, callbacks, resuming=False, start=start, resume=resume)
+    task = _announce(build_task(config))
+    loop = None if is_staged(task) else _make_loop(config, task, run_dir, callbacks)
+    if overwrite:
+        clear_run_dir(run_dir)
     config.output.dir = str(run_dir)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    if loop is None:
+        return _run_stages(config, task, run_dir, callbacks)
     return _finish(config, loop, run_dir)
 
 
@@ -177,12 +192,16 @@ def load_resume_config(run_dir: Path, overrides: list[str] | None = None) -> Run
 
 
 def resume(run_dir: Path, config: RunConfig, callbacks: Callbacks | None = None) -> dict[str, Any]:
-    """Continue the run in `run_dir` with `config` (from `load_resume_config`)."""
-    if config.search.compare:
-        from evotune.compare import compare
+    """Continue the run in `run_dir` with `config` (from `load_resume_config`), locked
+    for this process: a second process on the run is refused."""
+    with run_lock(run_dir):
+        return _resume(run_dir, config, callbacks)
 
-        return compare(config, run_dir, callbacks, resuming=True)
-    task = config.task_class.from_config(config)
+
+def _resume(run_dir: Path, config: RunConfig, callbacks: Callbacks | None) -> dict[str, Any]:
+    if config.search.compare:
+        return compare(config, run_dir, callbacks, resuming=True, start=start, resume=resume)
+    task = _announce(build_task(config))
     if is_staged(task):  # each stage checks its own config and resumes in turn
         config.output.dir = str(run_dir)
         atomic_write_text(run_dir / "config.yaml", config.to_yaml())
@@ -201,6 +220,7 @@ def _finish(config: RunConfig, loop: SearchLoop, run_dir: Path) -> dict[str, Any
         summary = BaselineRunner(loop, loop.callbacks).run(summary)
     if hasattr(loop.problem, "after_search"):  # e.g. prune: test metrics, ensembles
         summary = loop.problem.after_search(run_dir, summary)
+    summary = _with_data_notes(loop.problem, summary, run_dir)
     if config.output.report:
         from evotune.report import write_report  # matplotlib: only when reporting
 
@@ -219,10 +239,27 @@ def _run_stages(
         _comparable(config.to_dict()),
         callbacks,
     )
+    summary = _with_data_notes(task, summary, run_dir)
     if config.output.report:
         from evotune.report import write_report
 
         write_report(run_dir)
+    return summary
+
+
+def _announce(task: Task) -> Task:
+    """Say on the console what the data loading noticed (skipped files, a missing test
+    set): it is also kept in summary.json and the report."""
+    for note in task.data_notes():
+        print(f"note: {note}", file=sys.stderr)
+    return task
+
+
+def _with_data_notes(task: Task, summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    notes = task.data_notes()
+    if notes:
+        summary = {**summary, "data_notes": notes}
+        atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 

@@ -43,7 +43,9 @@ Log = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class StageSpec:
+class RunStage:
+    """One stage of a staged run, as the task enters it (not a backbone's stage)."""
+
     key: str  # what the stage depends on (e.g. a hash of the frozen layers)
     search: bool  # True: an engine search over task.space; False: task.train_stage
 
@@ -53,7 +55,7 @@ class StagedTask(Protocol):
 
     def stage_names(self) -> list[str]: ...
 
-    def enter_stage(self, name: str) -> StageSpec:
+    def enter_stage(self, name: str) -> RunStage:
         """Prepare the task for stage `name` (its space, its inputs)."""
         ...
 
@@ -90,8 +92,13 @@ def run_staged(
     callbacks = callbacks or Callbacks()
     offset = _Offset(callbacks)
     done: dict[str, dict[str, Any]] = {}
-    for name in task.stage_names():
+    names = task.stage_names()
+    for i, name in enumerate(names):
         spec = task.enter_stage(name)
+        if callbacks is not None:  # progress lines name the stage
+            where = {"first_generation": offset.generations, "first_evaluation": offset.evaluations}
+            unit = "gen" if spec.search else "epoch"
+            callbacks.phase_started(f"stage {name}", i, len(names), unit=unit, **where)
         stage_dir = Path(run_dir) / STAGES / name
         _claim(stage_dir, spec.key, config)
         if spec.search:

@@ -123,3 +123,8 @@ def test_dataset_is_what_load_data_returns():
     assert isinstance(data, Dataset) and data.num_classes == 2
     assert set(data.splits()) == {"train", "val"}
     assert data.train.groups is None and len(data.train) == 8
+
+
+def test_data_with_one_class_is_bad_input(mnist_like):
+    with pytest.raises(UserError, match=r"holds 1 class \['3'\]; classification needs at least 2"):
+        load_data(idx(mnist_like, classes=[3]))

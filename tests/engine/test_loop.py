@@ -186,3 +186,31 @@ def test_resume_refuses_a_different_genome_layout(tmp_path):
     make_loop(tmp_path, CountingOnes(10), StopRules(generations=2)).run()
     with pytest.raises(UserError, match="genome layout differs"):
         make_loop(tmp_path, CountingOnes(11), StopRules(generations=4)).resume()
+
+
+def test_a_run_without_its_checkpoint_is_rebuilt_from_the_journal_alone(tmp_path):
+    make_loop(tmp_path / "full", CountingOnes(30), StopRules(generations=6)).run()
+    make_loop(tmp_path / "cut", CountingOnes(30), StopRules(generations=4)).run()
+    (tmp_path / "cut" / CHECKPOINT).unlink()  # damaged and moved away
+    problem = CountingOnes(30)
+    loop = make_loop(tmp_path / "cut", problem, StopRules(generations=6))
+    loop.resume()
+    loop.run()
+    assert journal(tmp_path / "cut") == journal(tmp_path / "full")
+    fresh = [e for e in journal(tmp_path / "full") if e["generation"] >= 4 and not e["cached"]]
+    assert len(problem.calls) == len(fresh)  # the first four generations came from the journal
+
+
+def test_a_damaged_checkpoint_says_how_to_recover(tmp_path):
+    make_loop(tmp_path, CountingOnes(10), StopRules(generations=2)).run()
+    path = tmp_path / CHECKPOINT
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match=r"checkpoint.npz is damaged .* journal.jsonl"):
+        make_loop(tmp_path, CountingOnes(10), StopRules(generations=4)).resume()
+
+
+def test_resume_refuses_a_journal_that_lost_lines(tmp_path):
+    make_loop(tmp_path, CountingOnes(10), StopRules(generations=3)).run()
+    (tmp_path / "journal.jsonl").unlink()
+    with pytest.raises(UserError, match=r"holds 0 evaluations of the \d+ the checkpoint counted"):
+        make_loop(tmp_path, CountingOnes(10), StopRules(generations=4)).resume()

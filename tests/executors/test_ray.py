@@ -64,6 +64,15 @@ fitness: {epochs: 4, batch_size: 16, device: cpu, schedule: successive_halving,
 search: {population: 6, generations: 2, seed: 4}
 output: {report: false}
 """
+LAYERS = """\
+task: {name: layers, baselines: [full, head]}
+data: {source: digits, classes: [0, 1, 2], max_per_class: 12,
+       split: {val_fraction: 0.3, test_fraction: 0.3}}
+model: {backbone: "builtin:small_cnn", channels: keep, normalize: none, granularity: leaf}
+fitness: {epochs: 2, batch_size: 16, lr: 0.003, device: cpu, threads: 2}
+search: {population: 4, generations: 3, seed: 2}
+output: {report: false}
+"""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,6 +137,54 @@ def test_successive_halving_ranks_the_whole_generation_on_ray_too(tmp_path):
 
     assert values(tmp_path / "ray") == values(tmp_path / "local")
     assert sorted(row[-1] for row in values(tmp_path / "ray") if row[0] == 0) == [0, 0, 0, 1, 2, 2]
+
+
+def without_timings(run_dir):
+    """A run's journal and summary without wall-clock values (seconds, train_seconds)."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if "seconds" not in k}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return sorted(json.dumps(strip(e), sort_keys=True) for e in journal_lines(run_dir)), strip(
+        summary
+    )
+
+
+def test_layers_give_the_same_run_locally_on_ray_and_when_resumed_on_ray(tmp_path):
+    """fitness.threads is set in every process that evaluates (Ray's workers run with one
+    thread unless told), so journals, baselines and test metrics are identical."""
+    config = write(tmp_path, LAYERS)
+    assert run(config, tmp_path / "local") == 0
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+    assert without_timings(tmp_path / "ray") == without_timings(tmp_path / "local")
+    assert run(config, tmp_path / "switched", "search.generations=1") == 0
+    resume = ["resume", str(tmp_path / "switched"), "-q", "--set", "search.generations=3"]
+    assert main([*resume, "--set", "executor.kind=ray"]) == 0
+    assert without_timings(tmp_path / "switched") == without_timings(tmp_path / "local")
+
+
+def test_prune_gives_the_same_run_locally_and_on_ray(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOTUNE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    x = rng.random((120, 8, 8)).astype(np.float32) * 0.5 + 0.4 * y[:, None, None]
+    np.savez(tmp_path / "in.npz", x=x, y=y)
+    np.savez(tmp_path / "ood.npz", x=x[::-1] + 0.2, y=y)
+    text = f"""\
+task: {{name: prune, ood: [{{source: npz, path: {tmp_path / "ood.npz"}}}], explain: {{top: 1, samples: 1}}}}
+data: {{source: npz, path: {tmp_path / "in.npz"}, split: {{val_fraction: 0.25, test_fraction: 0.25}}}}
+model: {{backbone: "builtin:small_cnn", channels: keep, normalize: none}}
+search: {{population: 6, max_evaluations: 12, seed: 0}}
+fitness: {{hidden: 16, epochs: 6, lr: 0.5, batch_size: 8, device: cpu}}
+output: {{report: false}}
+"""
+    config = write(tmp_path, text)
+    assert run(config, tmp_path / "local") == 0
+    assert run(config, tmp_path / "ray", "executor.kind=ray") == 0
+    assert without_timings(tmp_path / "ray") == without_timings(tmp_path / "local")
 
 
 def test_raising_evaluations_are_journaled_with_their_error(tmp_path, faulty):

@@ -4,6 +4,8 @@ and transfer to a new dataset reusing the pretrained parts."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -123,3 +125,13 @@ def test_spec_is_plain_json(tmp_path, build):
     assert json.loads(json.dumps(spec)) == spec
     assert spec["input_shape"] == [1, 28, 28] and spec["num_classes"] == 3
     assert spec["model"]["resize"] == [32, 32] and spec["model"]["weights"] == "none"
+
+
+def test_written_models_are_readable_by_others_as_open_would_make_them(tmp_path):
+    from evotune.models.checkpoint import write_safetensors
+
+    path = tmp_path / "m.safetensors"
+    write_safetensors(torch.nn.Linear(2, 2), path, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # 0644 under umask 022

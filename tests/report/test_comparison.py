@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from evotune.report import write_report
-from evotune.report.comparison import best_curve
+from evotune.report.comparison import best_curve, comparison_figure
 from evotune.report.rundata import load_run
 
 
@@ -58,3 +58,35 @@ def test_comparison_directory_report_links_each_algorithm(tmp_path):
     assert 'href="ga/report.html"' in text and 'href="tpe/report.html"' in text
     assert (tmp_path / "plots" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert np.isfinite(best_curve(load_run(tmp_path / "tpe"))[:, 2]).all()
+
+
+def test_every_algorithm_stays_visible_when_their_curves_coincide(tmp_path):
+    """The same seed draws the same first population: curves that coincide must not
+    hide one another (the `ga` line used to vanish under the last one drawn)."""
+    runs = {}
+    for name in ("ga", "random", "annealing", "tpe"):
+        journal = [entry(0, 2.0, 1.0), entry(0, 1.0, 1.0), entry(1, 1.0, 1.0)]
+        fake_run(tmp_path / name, journal, [{"generation": g, "seconds": 2.0} for g in (0, 1)])
+        runs[name] = load_run(tmp_path / name)
+    for ax in comparison_figure(runs).axes:
+        curves = [line for line in ax.lines if line.get_label() in runs]
+        assert [line.get_label() for line in curves] == list(runs)
+        styles = {(line.get_color(), line.get_linestyle()) for line in curves}
+        assert len(styles) == len(runs)
+        # drawn in order, each on top of the one before and narrower: the edges show
+        widths = [line.get_linewidth() for line in curves]
+        assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
+        ends = [line for line in ax.lines if line.get_marker() not in ("None", "", None)]
+        assert len(ends) == len(runs)  # a marker where each curve ends
+
+
+def test_comparison_page_numbers_never_break(tmp_path):
+    comparison = {}
+    for name in ("ga", "tpe"):
+        fake_run(tmp_path / name, [entry(0, 0.883598, 1.0)], [{"generation": 0, "seconds": 1.0}])
+        comparison[name] = {"dir": name, "best": {"fitness": [0.883598]}, "evaluations": 1}
+    summary = {"task": "hparams", "objectives": [{"name": "val_loss", "direction": "min"}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary | {"comparison": comparison}))
+    page = write_report(tmp_path).read_text()
+    assert '<div class="table-wrap"><table>' in page
+    assert '<td class="num">0.883598</td>' in page and "white-space: nowrap" in page

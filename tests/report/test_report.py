@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,14 @@ import yaml
 
 from evotune.errors import UserError
 from evotune.report import load_run, write_report
-from evotune.report.html import format_genome, format_seconds, sort_by_first_objective
+from evotune.report.genome_plots import layer_map_figure
+from evotune.report.html import (
+    format_genome,
+    format_seconds,
+    plot_caption,
+    sort_by_first_objective,
+)
+from evotune.report.plots import fitness_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OBJECTIVES = {
@@ -313,3 +321,177 @@ def test_report_does_not_import_pyplot(tmp_path: Path) -> None:
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---- reports a user can read (issue 13, point 6) ----------------------------------------
+
+
+def _css_rules(page: str) -> dict[str, str]:
+    """selector -> declarations of the page's inline <style>."""
+    css = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    return {sel.strip(): body for sel, body in re.findall(r"([^{}]+)\{([^}]*)\}", css)}
+
+
+def _assert_numbers_never_break(page: str) -> None:
+    rules = _css_rules(page)
+    assert re.search(r"white-space:\s*nowrap", rules["td.num"])
+    for selector, body in rules.items():  # the cause: cells allowed to break anywhere
+        if "anywhere" in body:
+            assert selector == "td.wrap", selector
+    assert re.search(r"overflow-x:\s*auto", rules[".table-wrap"])
+    cells = re.findall(r"<td([^>]*)>([^<]*)</td>", page)
+    numeric = [(attrs, text) for attrs, text in cells if _is_number(text)]
+    assert numeric and all('class="num"' in attrs for attrs, _ in numeric)
+    assert page.count("<table") == page.count('<div class="table-wrap"><table')
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_numbers_in_table_cells_never_break_inside(tmp_path: Path) -> None:
+    baselines = {"full": {"fitness": [0.883598], "metrics": {"val_loss": 0.3125}}}
+    run = make_run(tmp_path, 2, baselines=baselines, genome="01" * 200)
+    section = {"title": "Ensembles", "table": {"headers": ["k", "acc"], "rows": [[3, "0.883598"]]}}
+    (run / "analysis.json").write_text(json.dumps({"sections": [section]}))
+    page = write_report(run).read_text(encoding="utf-8")
+    _assert_numbers_never_break(page)
+    assert '<td class="wrap">0101' in page  # long bit strings may break (they scroll too)
+    (tmp_path / "mapped").mkdir()
+    mapped = make_run(tmp_path / "mapped", 2, genome={"lr": 0.000312, "dropout": 0.25})
+    page = write_report(mapped).read_text(encoding="utf-8")
+    _assert_numbers_never_break(page)
+    assert "lr=0.000312, dropout=0.25" in page and 'class="wrap"' not in page
+
+
+def _reference(name: str) -> dict:
+    return {"file": f"stages/{name}/genomes/{name}.npy", "genes": 1536}
+
+
+def make_weights_run(root: Path, baselines: dict | None = None) -> Path:
+    """A staged run (task `weights`: stages layer1, layer2) whose genomes are file
+    references, as the run loop journals large genomes."""
+    run = make_run(root, 1, task="weights", generations=6, genome={"file": "x", "genes": 9})
+    journal = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()]
+    gens = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    for row in journal + gens:
+        row["stage"] = "layer1" if row["generation"] < 3 else "layer2"
+    for entry in journal:
+        entry["genome"] = _reference(f"h{entry['generation']}")
+    _write_jsonl(run / "journal.jsonl", journal)
+    _write_jsonl(run / "generations.jsonl", gens)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["best"]["genome"] = {"file": "model.safetensors", "genes": 1728}
+    summary["best"]["metrics"] = {"test_rmse": 0.349028, "test_accuracy": 0.96}
+    summary["baselines"] = baselines or {}
+    summary["stages"] = {
+        name: {
+            "best": {"fitness": [f], "metrics": {"rmse": 1 / f}},
+            "generations": 3,
+            "evaluations": 15,
+            "wall_seconds": 1.5,
+            "stopped_by": "generations",
+        }
+        for name, f in (("layer1", 4.125), ("layer2", 2.75))
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_weights_report_has_stages_and_no_per_gene_plots_of_file_genomes(tmp_path: Path) -> None:
+    run = make_weights_run(tmp_path)
+    page = write_report(run).read_text(encoding="utf-8")
+    # a genome kept in a file is not two genes named "file" and "genes"
+    assert not (run / "plots" / "parallel.png").exists()
+    assert not (run / "plots" / "gene_importance.png").exists()
+    assert "1728 values, in model.safetensors" in page
+    assert "baseline" not in page.lower()  # this run has none
+    stages = page.split("<h2>Stages</h2>")[1].split("</table>")[0]
+    assert "<td>layer1</td>" in stages and "<td>layer2</td>" in stages
+    assert '<td class="num">3–5</td>' in stages and '<td class="num">4.125</td>' in stages
+    assert "vertical lines mark where a stage ends" in page
+
+    ax = fitness_figure(load_run(run)).axes[0]
+    boundaries = [line.get_xdata()[0] for line in ax.lines if len(set(line.get_xdata())) == 1]
+    assert boundaries == [2.5]  # between generation 2 (layer1) and 3 (layer2)
+    curves = [line.get_xdata() for line in ax.lines if len(set(line.get_xdata())) > 1]
+    assert len(curves) == 4  # best and mean of each stage, never joined across stages
+    assert all(max(x) <= 2 or min(x) >= 3 for x in curves)
+    top = ax.child_axes[0]  # the stages' names, above the plot
+    assert [t.get_text() for t in top.get_xticklabels()] == ["layer1", "layer2"]
+
+
+def test_weights_report_mentions_only_baselines_that_exist(tmp_path: Path) -> None:
+    run = make_weights_run(tmp_path, baselines={"sgd": {"fitness": [3.5], "metrics": {}}})
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "Dotted lines: baselines." in page and "<h2>Baselines</h2>" in page
+
+
+def _bits_run(root: Path, task: str, genes: list[str] | None = None, mode: str = "") -> Path:
+    root.mkdir()
+    run = make_run(root, 1, task=task, genome="0110")
+    gens = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    _write_jsonl(run / "generations.jsonl", [{**g, "best_hash": "h0_1"} for g in gens])
+    if genes:
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "genes": genes}))
+    if mode:
+        config = {"task": {"name": task, "mode": mode}, "fitness": {"hidden": 2}}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+def test_layer_map_names_the_layers_and_captions_say_what_a_gene_is(tmp_path: Path) -> None:
+    names = ["block1.conv", "block1.bn", "block2.conv", "head.fc"]
+    run = _bits_run(tmp_path / "layers", "layers", genes=names)
+    fig = layer_map_figure(load_run(run))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "Trainable layers (dark) of each generation" in page
+
+    pruned = _bits_run(tmp_path / "prune", "prune", mode="features")
+    page = write_report(pruned).read_text(encoding="utf-8")
+    assert "Kept input features (dark)" in page and "rainable" not in page
+    both = load_run(_bits_run(tmp_path / "both", "prune", mode="both"))
+    assert plot_caption("layer_map", both).startswith("Kept input features, then kept hidden")
+    neurons = load_run(_bits_run(tmp_path / "n", "prune", mode="neurons"))
+    assert plot_caption("layer_map", neurons).startswith("Kept hidden neurons")
+
+
+def test_a_layers_run_names_its_genes_for_the_layer_map(tmp_path: Path) -> None:
+    """The run directory holds the genes' names (summary.json `genes`): the layer map
+    labels its rows with them, not with gene numbers."""
+    from evotune.config import resolve
+    from evotune.runner import start
+
+    config = resolve(
+        {
+            "task": {"name": "layers", "baselines": []},
+            "data": {"source": "digits", "classes": [0, 1], "max_per_class": 6,
+                     "split": {"val_fraction": 0.3, "test_fraction": 0.3}},
+            "model": {"backbone": "builtin:small_cnn", "channels": "keep",
+                      "normalize": "none", "granularity": "leaf"},
+            "search": {"population": 3, "generations": 2},
+            "fitness": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+        }
+    )  # fmt: skip
+    summary = start(config, tmp_path / "run")
+    task = config.task_class.from_config(config)
+    names = [gene.name for gene in task.template.genes]
+    assert summary["genes"] == names
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["genes"] == names
+    fig = layer_map_figure(load_run(tmp_path / "run"))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+
+
+def test_data_notes_of_the_summary_are_in_the_report(tmp_path: Path) -> None:
+    run = make_run(tmp_path, 1, task="layers")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["data_notes"] = ["skipped 2 bad files (first: a/x.png: cannot identify image)"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    text = write_report(run).read_text(encoding="utf-8")
+    assert "data: skipped 2 bad files (first: a/x.png: cannot identify image)" in text

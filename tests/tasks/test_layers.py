@@ -188,3 +188,53 @@ def evotune_subprocess(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "evotune", *args], capture_output=True, text=True, timeout=300
     )
+
+
+def test_export_refuses_bad_arguments_and_exports_an_unfinished_run(tmp_path, capsys):
+    raw = json.loads(json.dumps(BASE))
+    raw["task"]["baselines"] = []
+    raw["search"] = {"population": 4, "generations": 1}
+    raw["output"] = {"report": False}
+    config = tmp_path / "layers.yaml"
+    config.write_text(json.dumps(raw))
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    out = str(tmp_path / "m.safetensors")
+    assert main(["export", str(run), "--out", out, "--epochs", "-3"]) == 2
+    assert main(["export", str(run), "--out", out, "--pick", "knee"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs: expected a positive number of epochs, got -3" in err
+    assert "--pick knee: the run has one objective (accuracy)" in err
+    assert not (tmp_path / "m.safetensors").exists()
+    best = json.loads((run / "summary.json").read_text())["best"]
+    (run / "summary.json").unlink()  # as if killed before the end: the journal has it all
+    assert main(["export", str(run), "--out", out]) == 0
+    assert load_checkpoint(out)[1]["mask"] == best["genome"]
+
+
+def test_skipped_files_are_said_on_the_console_and_kept_in_the_summary(tmp_path, capsys):
+    from PIL import Image
+
+    for k, name in enumerate(["a", "b"]):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.new("L", (8, 8), color=60 * k + 20 + i).save(
+                tmp_path / "images" / name / f"{i}.png"
+            )
+    (tmp_path / "images" / "a" / "broken.png").write_text("not an image")
+    raw = json.loads(json.dumps(BASE))
+    raw["task"]["baselines"] = []
+    raw["data"] = {
+        "source": "imagefolder",
+        "path": str(tmp_path / "images"),
+        "on_error": "skip",
+        "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+    }
+    raw["search"] = {"population": 2, "generations": 1}
+    raw["output"] = {"report": False}
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(raw))
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 0
+    assert "note: skipped 1 bad file (first: " in capsys.readouterr().err
+    notes = json.loads((tmp_path / "run" / "summary.json").read_text())["data_notes"]
+    assert len(notes) == 1 and "broken.png" in notes[0]

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from evotune.train.headref import train_reference
+from evotune.train.maskedhead import HeadSettings, Member
 from evotune.train.popgroup import padded_size, plan_groups
-from evotune.train.popheads import HeadSettings, Member, members_from_masks, train_heads
+from evotune.train.popheads import members_from_masks, train_heads
 
 N, D, H, C = 96, 40, 24, 4
 

@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from evotune.data.pattern import compile_pattern
 from evotune.errors import did_you_mean
-from evotune.tasks.base import Section
+from evotune.sections import Section
 
 SOURCE_KEYS = {  # keys that only some sources read: setting them elsewhere is a mistake
     "test_path": ("imagefolder", "npz", "audio"),

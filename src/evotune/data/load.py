@@ -33,6 +33,7 @@ def load_data(config: DataConfig) -> Dataset:
     loaded = SOURCES[config.source](config)
     if config.classes is not None:
         select_classes(loaded, config.classes)
+    _check_two_classes(loaded)
     pool, test = _test_split(loaded, config)
     train, val = _validation_split(pool, loaded, config)
     if config.max_per_class is not None:
@@ -46,6 +47,17 @@ def load_data(config: DataConfig) -> Dataset:
         input_shape=train.input_shape,
         notes=loaded.notes,
     )
+
+
+def _check_two_classes(loaded: Loaded) -> None:
+    """Classification needs two classes: one would train a constant to 100 % accuracy."""
+    present = np.unique(loaded.data.labels)
+    if len(present) < 2:
+        names = [loaded.classes[i] for i in present]
+        raise UserError(
+            f"data: {loaded.origin} holds {len(present)} class{'es' * (len(present) != 1)} "
+            f"{names}; classification needs at least 2 (check data.path and data.classes)"
+        )
 
 
 def select_classes(loaded: Loaded, wanted: list[str | int]) -> None:

@@ -28,11 +28,14 @@ class Journal:
         lines = "".join(json.dumps(entry, allow_nan=True) + "\n" for entry in entries)
         if not lines:
             return
-        if self._handle is None:
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._handle.write(lines)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            if self._handle is None:
+                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._handle.write(lines)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as err:  # a torn last line is dropped on resume
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
 
     def close(self) -> None:
         if self._handle is not None:

@@ -66,6 +66,18 @@ class Callbacks:
 
     def generation_finished(self, record: dict[str, Any]) -> None: ...
 
+    def phase_started(
+        self,
+        label: str,
+        index: int,
+        count: int,
+        first_generation: int = 0,
+        first_evaluation: int = 0,
+        unit: str = "gen",
+    ) -> None:
+        """Search `index` of `count` of a run made of several begins ('algorithm ga' of
+        a comparison, 'stage layer1' of a staged run), its counts starting there."""
+
 
 @dataclass(frozen=True)
 class StopRules:
@@ -135,8 +147,8 @@ class SearchLoop:
         """Load the checkpoint and journal of an interrupted run; returns the checkpoint
         metadata (the caller may compare its own records, e.g. the config)."""
         path = self.run_dir / CHECKPOINT
-        if not path.exists():  # killed during the first generation: replay the journal
-            self._reload_files()
+        if not path.exists():  # killed in the first generation, or the checkpoint was
+            self._reload_files(None)  # moved away: every generation replays the journal
             return {}
         meta, arrays = load_checkpoint(path)
         self._check_compatible(meta)
@@ -147,7 +159,7 @@ class SearchLoop:
         self.generation, self.evaluations = meta["generation"], meta["evaluations"]
         self.elapsed_before = meta["elapsed_seconds"]
         self.hypervolume = Hypervolume(self.problem, meta["reference"])
-        self._reload_files()
+        self._reload_files(self.generation)
         return meta
 
     def stop_reason(self) -> str | None:
@@ -198,9 +210,9 @@ class SearchLoop:
 
     def _evaluate(self, genomes: np.ndarray, hashes: list[str]) -> tuple[np.ndarray, int]:
         """Fitness of every genome (rows in order) and how many came from the cache."""
+        self.cache.failed = {}
         entries = [self._replayed(i, h) for i, h in enumerate(hashes)]
         todo = self.cache.first_unseen(entries, hashes)
-        self.cache.failed = {}
         if todo:
             seeds = np.array([evaluation_seed(self.seed, hashes[i]) for i in todo], dtype=np.int64)
             results = self.executor.map(self.problem, genomes[todo], seeds)
@@ -231,7 +243,12 @@ class SearchLoop:
 
     def _replayed(self, index: int, key: str) -> Entry | None:
         entry = self.cache.replayed(self.generation, index, key, self.journal.path)
-        if entry is not None and not entry["cached"]:
+        if entry is None or entry["cached"]:
+            return entry
+        if "error" in entry:  # a failure replayed (a run rebuilt from its journal)
+            self.cache.failed.setdefault(key, entry)
+            self.evaluations += 1
+        else:
             self._remember(entry)
         return entry
 
@@ -373,9 +390,9 @@ class SearchLoop:
                 f"not {self.algorithm.name!r}"
             )
 
-    def _reload_files(self) -> None:
+    def _reload_files(self, generation: int | None) -> None:
         replay = not getattr(self.problem, "whole_generation", False)
-        self.cache.reload(self.run_dir, self.journal.path, self.generation, replay)
+        self.cache.reload(self.run_dir, self.journal.path, generation, replay, self.evaluations)
 
 
 def _short(obj: Any, limit: int = 160) -> str:

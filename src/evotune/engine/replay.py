@@ -53,24 +53,62 @@ class FitnessCache:
         first = self.known.get(key) or self.failed[key]
         return {**first, "generation": generation, "index": index, "seconds": 0.0, "cached": True}
 
-    def reload(self, run_dir: Path, journal: Path, generation: int, replay: bool) -> None:
-        """Drop partial lines and lines past the checkpoint; index the journal. Failures
-        of the interrupted generation are dropped too: they are evaluated again. So is
-        all of it when `replay` is off (a whole-generation task, whose values depend on
-        the call's genomes: a torn journal write may have kept only some of them)."""
+    def reload(
+        self,
+        run_dir: Path,
+        journal: Path,
+        generation: int | None,
+        replay: bool,
+        evaluations: int = 0,
+    ) -> None:
+        """Drop partial lines and lines past the checkpoint (at `generation`, with
+        `evaluations` counted); index the journal. Failures of the interrupted generation
+        are dropped too: they are evaluated again. So is all of it when `replay` is off
+        (a whole-generation task, whose values depend on the call's genomes: a torn
+        journal write may have kept only some of them). Without a checkpoint
+        (`generation` None), every generation is replayed from the journal: the search
+        asks the same genomes again and takes their journaled values."""
+        lines = read_jsonl(journal)
+        if generation is None:  # failures of finished generations replay as failures
+            last = max((e["generation"] for e in lines), default=0)
+            kept = [e for e in lines if e["generation"] < last or (replay and "error" not in e)]
+            rewrite_jsonl(journal, kept)
+            self._index(kept, generation=0)
+            _truncate_generations(run_dir, 0)
+            return
         kept = [
             e
-            for e in read_jsonl(journal)
+            for e in lines
             if e["generation"] < generation
             or (e["generation"] == generation and "error" not in e and replay)
         ]
+        _check_counts(journal, kept, generation, evaluations)
         rewrite_jsonl(journal, kept)
-        for entry in kept:
+        self._index(kept, generation)
+        _truncate_generations(run_dir, generation)
+
+    def _index(self, entries: list[Entry], generation: int) -> None:
+        """Entries before `generation` are known fitness; the rest are replayed."""
+        for entry in entries:
             if entry["generation"] < generation:
                 if not entry["cached"] and "error" not in entry:
                     self.known.setdefault(entry["hash"], entry)
             else:
                 self.pending[(entry["generation"], entry["index"])] = entry
-        generations_path = run_dir / "generations.jsonl"
-        records = [r for r in read_jsonl(generations_path) if r["generation"] < generation]
-        rewrite_jsonl(generations_path, records)
+
+
+def _truncate_generations(run_dir: Path, generation: int) -> None:
+    path = run_dir / "generations.jsonl"
+    rewrite_jsonl(path, [r for r in read_jsonl(path) if r["generation"] < generation])
+
+
+def _check_counts(journal: Path, kept: list[Entry], generation: int, evaluations: int) -> None:
+    """Refuse a journal that lost lines the checkpoint counted (deleted, cut short):
+    its genomes would be evaluated again and counted twice."""
+    found = sum(1 for e in kept if e["generation"] < generation and not e["cached"])
+    if found < evaluations:
+        raise UserError(
+            f"{journal} holds {found} evaluations of the {evaluations} the checkpoint "
+            f"counted: it was deleted or cut short, and it is the run's fitness cache. "
+            "Restore it from a backup, or start a new run"
+        )

@@ -18,15 +18,18 @@ def entry_losses(objectives: tuple[Objective, ...], entries: list[Entry]) -> np.
 
 
 def best_entry(objectives: tuple[Objective, ...], entries: list[Entry]) -> Entry:
-    """Best on the first objective, then the next ones; a row with a NaN (inf loss) only
-    if all have one."""
+    """Best on the first objective, then the next ones, then the lowest hash (ties must
+    not go to whichever result arrived first: Ray's order varies); a row with a NaN
+    (inf loss) only if all have one."""
     losses = entry_losses(objectives, entries)
-    order = np.lexsort([*losses.T[::-1], ~np.isfinite(losses).all(axis=1)])
+    hashes = [e["hash"] for e in entries]
+    order = np.lexsort([hashes, *losses.T[::-1], ~np.isfinite(losses).all(axis=1)])
     return entries[int(order[0])]
 
 
 def pareto_entries(objectives: tuple[Objective, ...], entries: list[Entry]) -> list[Entry]:
-    """The non-dominated entries with finite losses, sorted by the first objective."""
+    """The non-dominated entries with finite losses, sorted by the objectives in turn,
+    then by hash: the same order whatever order the results arrived in."""
     if not entries:
         return []
     losses = entry_losses(objectives, entries)
@@ -34,7 +37,8 @@ def pareto_entries(objectives: tuple[Objective, ...], entries: list[Entry]) -> l
     if len(finite) == 0:
         return []
     front = finite[moocore.is_nondominated(losses[finite])]
-    return [entries[i] for i in front[np.argsort(losses[front, 0], kind="stable")]]
+    hashes = [entries[i]["hash"] for i in front]
+    return [entries[i] for i in front[np.lexsort([hashes, *losses[front].T[::-1]])]]
 
 
 def public(entry: Entry) -> Entry:

@@ -170,7 +170,9 @@ def _task(ref: Any) -> Problem:
         import ray
 
         _TASKS.clear()  # one run at a time per worker: drop an earlier run's task
-        _TASKS[key] = ray.get(ref)
+        task = ray.get(ref)
+        getattr(task, "setup_process", lambda: None)()  # threads as in the driver
+        _TASKS[key] = task
     return _TASKS[key]
 
 

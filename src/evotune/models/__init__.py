@@ -9,13 +9,13 @@ adapter, the new head, surgery (truncation, SE blocks) and per-gene freezing.
 from evotune.models.build import build_model, gene_counts, resolve_backbone
 from evotune.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
 from evotune.models.config import ModelConfig
-from evotune.models.genes import GRANULARITIES, Gene
+from evotune.models.genes import GRANULARITIES, LayerGene
 from evotune.models.net import TransferNet
 from evotune.models.zoo import list_models
 
 __all__ = [
     "GRANULARITIES",
-    "Gene",
+    "LayerGene",
     "ModelConfig",
     "TransferNet",
     "build_model",

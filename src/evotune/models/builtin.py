@@ -12,7 +12,7 @@ from collections.abc import Callable
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from evotune.models.stages import Backbone, StageSpec
+from evotune.models.stages import Backbone, BackboneStage
 
 
 def _conv_bn_relu(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
@@ -31,7 +31,9 @@ def small_cnn(in_channels: int, size: tuple[int, int]) -> Backbone:
     widths, c_in, stages = (16, 32, 64, 64), in_channels, []
     for i, width in enumerate(widths):
         group = "stage1" if i < 2 else "stage2"
-        stages.append(StageSpec(f"block{i + 1}", group, "block", _conv_bn_relu(c_in, width, i > 0)))
+        stages.append(
+            BackboneStage(f"block{i + 1}", group, "block", _conv_bn_relu(c_in, width, i > 0))
+        )
         c_in = width
     return Backbone(stages, in_channels=in_channels, min_size=8)
 
@@ -51,13 +53,13 @@ def small_resnet(in_channels: int, size: tuple[int, int]) -> Backbone:
             relu=nn.ReLU(inplace=True),
         )
     )
-    stages = [StageSpec("stem", "stem", "stem", stem)]
+    stages = [BackboneStage("stem", "stem", "stem", stem)]
     c_in = 16
     for s, width in enumerate((16, 32, 64), start=1):
         for b in range(2):
             stride = 2 if (s > 1 and b == 0) else 1
             block = BasicBlock(c_in, width, stride, _downsample(c_in, width, stride))
-            stages.append(StageSpec(f"layer{s}.{b}", f"layer{s}", "block", block))
+            stages.append(BackboneStage(f"layer{s}.{b}", f"layer{s}", "block", block))
             c_in = width
     return Backbone(stages, in_channels=in_channels, min_size=8)
 
@@ -69,7 +71,10 @@ def mlp(in_channels: int, size: tuple[int, int]) -> Backbone:
         OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(n_in, 256), relu=nn.ReLU())
     )
     second = nn.Sequential(OrderedDict(fc=nn.Linear(256, 128), relu=nn.ReLU()))
-    stages = [StageSpec("fc1", "fc1", "block", first), StageSpec("fc2", "fc2", "block", second)]
+    stages = [
+        BackboneStage("fc1", "fc1", "block", first),
+        BackboneStage("fc2", "fc2", "block", second),
+    ]
     # A fixed size: inputs of another size (e.g. a transferred checkpoint) are resized.
     return Backbone(stages, in_channels=in_channels, min_size=1, fixed_size=size)
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from torch import nn
 
-from evotune.engine.state import atomic_write_json
+from evotune.engine.state import atomic_write_json, default_file_mode
 from evotune.errors import UserError
+from evotune.models.assemble import assemble
 from evotune.models.config import ModelConfig
 from evotune.models.net import TransferNet
 
@@ -55,6 +56,7 @@ def write_safetensors(net: nn.Module, path: Path, metadata: dict[str, str]) -> N
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_model(net, str(tmp), metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # safetensors writes 0600: others could not read
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -92,8 +94,6 @@ def load_checkpoint(path: Path) -> tuple[TransferNet, dict[str, Any]]:
     """Rebuild the saved net exactly (weights, batch-norm statistics) and its meta."""
     from safetensors.torch import load_model
 
-    from evotune.models.build import assemble
-
     spec = read_spec(Path(path))
     config = ModelConfig.model_validate(spec["model"])
     net = assemble(config, tuple(spec["input_shape"]), int(spec["num_classes"]))
@@ -115,8 +115,6 @@ def build_from_checkpoint(
     """
     if config.weights != "none":
         raise UserError("model.weights: a file: backbone brings its own weights; use weights: none")
-    from evotune.models.build import assemble
-
     path = Path(config.name)
     source, meta = load_checkpoint(path)
     base: ModelConfig = source.config

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from evotune.tasks.base import Section
+from evotune.sections import Section
 
 KINDS = ("torchvision", "timm", "builtin", "file")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")

@@ -14,7 +14,7 @@ from typing import Literal
 
 from torch import nn
 
-from evotune.models.build import assemble
+from evotune.models.assemble import assemble
 from evotune.models.init import kaiming_init
 from evotune.models.net import TransferNet
 

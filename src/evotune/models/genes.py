@@ -1,4 +1,4 @@
-"""Genes: the backbone cut into an ordered list of named parameter groups.
+"""Layer genes: the backbone cut into an ordered list of named parameter groups.
 
 - `leaf`: every module that directly owns parameters (conv, batch-norm, linear, ...),
   in the order the forward pass first calls them (the first seed's per-layer genome);
@@ -21,7 +21,10 @@ GRANULARITIES = ("leaf", "block", "stage")
 
 
 @dataclass(frozen=True)
-class Gene:
+class LayerGene:
+    """A group of backbone parameters that trains or freezes as one (not a genome's
+    `engine.spaces.Gene`: task `layers` maps one bit of its genome to each)."""
+
     name: str
     stage: int  # index of the first stage holding its weights (cache cut point)
     param_names: list[str]  # names in TransferNet.named_parameters()
@@ -80,7 +83,7 @@ def _display(stage_name: str, rel: str, n_owners: int, root: str | None) -> str:
     return f"{stage_name}.{rel}"
 
 
-def make_genes(leaves: list[Leaf], net: nn.Module, granularity: str) -> list[Gene]:
+def make_genes(leaves: list[Leaf], net: nn.Module, granularity: str) -> list[LayerGene]:
     """Group the leaves into genes, in order of first appearance."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -91,7 +94,7 @@ def make_genes(leaves: list[Leaf], net: nn.Module, granularity: str) -> list[Gen
         stage, names = by_label.setdefault(label, (leaf.stage, []))
         names.extend(_direct_params(leaf.module, params))
     return [
-        Gene(label, stage, names, sum(params[n].numel() for n in names))
+        LayerGene(label, stage, names, sum(params[n].numel() for n in names))
         for label, (stage, names) in by_label.items()
         if names
     ]

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from evotune.models.genes import Gene, Leaf, leaf_table, make_genes
-from evotune.models.stages import StageSpec
+from evotune.models.genes import LayerGene, Leaf, leaf_table, make_genes
+from evotune.models.stages import BackboneStage
 from evotune.models.surgery import trace_shapes
 
 BATCHNORM_MODES = ("frozen_eval", "eval", "train")
@@ -38,7 +38,7 @@ class TransferNet(nn.Module):
     def __init__(
         self,
         adapter: nn.Module,
-        stages: list[StageSpec],
+        stages: list[BackboneStage],
         head: nn.Module,
         *,
         pool: nn.Module,
@@ -71,7 +71,7 @@ class TransferNet(nn.Module):
         self._leaves: list[Leaf] = leaf_table(
             self.stages, self.stage_names, self.stage_groups, self.stage_kinds, order, labels
         )
-        self.genes: list[Gene] = make_genes(self._leaves, self, granularity)
+        self.genes: list[LayerGene] = make_genes(self._leaves, self, granularity)
 
     # -- forward ---------------------------------------------------------------------
 
@@ -104,7 +104,7 @@ class TransferNet(nn.Module):
 
     # -- genes and freezing ------------------------------------------------------------
 
-    def genes_for(self, granularity: str) -> list[Gene]:
+    def genes_for(self, granularity: str) -> list[LayerGene]:
         """The gene list at another granularity (the net's own is `genes`)."""
         return make_genes(self._leaves, self, granularity)
 
@@ -146,7 +146,7 @@ class TransferNet(nn.Module):
         self.train(self.training)
         return self.count_trainable()
 
-    def _batchnorms(self, genes: list[Gene]) -> list[nn.Module]:
+    def _batchnorms(self, genes: list[LayerGene]) -> list[nn.Module]:
         modules = dict(self.named_modules())
         names = dict.fromkeys(n.rpartition(".")[0] for g in genes for n in g.param_names)
         return [modules[n] for n in names if isinstance(modules[n], _BatchNorm)]

@@ -23,7 +23,9 @@ from torch import nn
 
 
 @dataclass
-class StageSpec:
+class BackboneStage:
+    """One cut of a backbone (not a stage of a staged run: that is `staged.RunStage`)."""
+
     name: str  # unique, human readable ("layer1.0"); leaf genes are named under it
     group: str  # the top-level stage it belongs to ("layer1"): `granularity: stage`
     kind: str  # stem | block | transition | final | new
@@ -35,7 +37,7 @@ class StageSpec:
 class Backbone:
     """A backbone cut into stages, with what its input must look like."""
 
-    stages: list[StageSpec]
+    stages: list[BackboneStage]
     in_channels: int = 3
     min_size: int = 32  # smaller sides are upsampled by the adapter
     fixed_size: tuple[int, int] | None = None  # the net only takes this size (ViT)
@@ -80,16 +82,16 @@ def split_resnet(net: nn.Module) -> Backbone:
     stem = nn.Sequential(
         OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu, maxpool=net.maxpool)
     )
-    stages = [StageSpec("stem", "stem", "stem", stem)]
+    stages = [BackboneStage("stem", "stem", "stem", stem)]
     for layer in ("layer1", "layer2", "layer3", "layer4"):
         for i, block in enumerate(getattr(net, layer)):
-            stages.append(StageSpec(f"{layer}.{i}", layer, "block", block))
+            stages.append(BackboneStage(f"{layer}.{i}", layer, "block", block))
     return Backbone(stages)
 
 
 def split_vgg(net: nn.Module) -> Backbone:
     """One block per conv layer with its BN/ReLU/pool, named like Keras (block1_conv1)."""
-    stages: list[StageSpec] = []
+    stages: list[BackboneStage] = []
     units: list[tuple[str, list[nn.Module]]] = []
     group, conv = 1, 0
     for module in net.features:
@@ -102,7 +104,7 @@ def split_vgg(net: nn.Module) -> Backbone:
             group, conv = group + 1, 0
     for name, modules in units:
         named = OrderedDict((VGG_KEYS[type(m)], m) for m in modules)
-        stages.append(StageSpec(name, name.split("_")[0], "block", nn.Sequential(named)))
+        stages.append(BackboneStage(name, name.split("_")[0], "block", nn.Sequential(named)))
     return Backbone(stages)
 
 
@@ -115,43 +117,43 @@ def split_densenet(net: nn.Module) -> Backbone:
     stem = nn.Sequential(
         OrderedDict(conv0=feats.conv0, norm0=feats.norm0, relu0=feats.relu0, pool0=feats.pool0)
     )
-    stages = [StageSpec("stem", "stem", "stem", stem)]
+    stages = [BackboneStage("stem", "stem", "stem", stem)]
     for name, child in feats.named_children():
         if name.startswith("denseblock"):
             for lname, layer in child.named_children():
-                stages.append(StageSpec(f"{name}.{lname}", name, "block", DenseStep(layer)))
+                stages.append(BackboneStage(f"{name}.{lname}", name, "block", DenseStep(layer)))
         elif name.startswith("transition"):
-            stages.append(StageSpec(name, name, "transition", child))
+            stages.append(BackboneStage(name, name, "transition", child))
     # torchvision applies F.relu after features.norm5 in forward(); keep it in the stage.
     final = nn.Sequential(OrderedDict(norm5=feats.norm5, relu=nn.ReLU()))
-    stages.append(StageSpec("norm5", "norm5", "final", final, refit=_norm_relu))
+    stages.append(BackboneStage("norm5", "norm5", "final", final, refit=_norm_relu))
     return Backbone(stages)
 
 
 def split_mobilenet(net: nn.Module) -> Backbone:
     """Stem conv, inverted-residual blocks grouped into stages, final 1x1 conv."""
     feats = list(net.features)
-    stages = [StageSpec("features.0", "stem", "stem", feats[0])]
+    stages = [BackboneStage("features.0", "stem", "stem", feats[0])]
     group = 0
     for i, block in enumerate(feats[1:-1], start=1):
         # A block without a residual connection changes width or stride: a new stage.
         if not getattr(block, "use_res_connect", True):
             group += 1
-        stages.append(StageSpec(f"features.{i}", f"stage{group}", "block", block))
+        stages.append(BackboneStage(f"features.{i}", f"stage{group}", "block", block))
     last = len(feats) - 1
-    stages.append(StageSpec(f"features.{last}", "final", "final", feats[-1]))
+    stages.append(BackboneStage(f"features.{last}", "final", "final", feats[-1]))
     return Backbone(stages)
 
 
 def split_efficientnet(net: nn.Module) -> Backbone:
     """Stem conv, MBConv blocks (features[1..-2] are stages of blocks), final 1x1 conv."""
     feats = list(net.features)
-    stages = [StageSpec("features.0", "stem", "stem", feats[0])]
+    stages = [BackboneStage("features.0", "stem", "stem", feats[0])]
     for i, stage in enumerate(feats[1:-1], start=1):
         for j, block in enumerate(stage):
-            stages.append(StageSpec(f"features.{i}.{j}", f"stage{i}", "block", block))
+            stages.append(BackboneStage(f"features.{i}.{j}", f"stage{i}", "block", block))
     last = len(feats) - 1
-    stages.append(StageSpec(f"features.{last}", "final", "final", feats[-1]))
+    stages.append(BackboneStage(f"features.{last}", "final", "final", feats[-1]))
     return Backbone(stages)
 
 
@@ -162,24 +164,24 @@ def split_convnext(net: nn.Module) -> Backbone:
     vector, and the new head starts from the pooled features instead.
     """
     feats = list(net.features)
-    stages = [StageSpec("features.0", "stem", "stem", feats[0])]
+    stages = [BackboneStage("features.0", "stem", "stem", feats[0])]
     for i, part in enumerate(feats[1:], start=1):
         if i % 2:
             for j, block in enumerate(part):
                 stages.append(
-                    StageSpec(f"features.{i}.{j}", f"stage{(i + 1) // 2}", "block", block)
+                    BackboneStage(f"features.{i}.{j}", f"stage{(i + 1) // 2}", "block", block)
                 )
         else:
-            stages.append(StageSpec(f"features.{i}", f"downsample{i // 2}", "transition", part))
+            stages.append(BackboneStage(f"features.{i}", f"downsample{i // 2}", "transition", part))
     return Backbone(stages)
 
 
 def split_regnet(net: nn.Module) -> Backbone:
     """Stem, then every residual bottleneck block of the four trunk stages."""
-    stages = [StageSpec("stem", "stem", "stem", net.stem)]
+    stages = [BackboneStage("stem", "stem", "stem", net.stem)]
     for sname, stage in net.trunk_output.named_children():
         for bname, block in stage.named_children():
-            stages.append(StageSpec(f"trunk_output.{sname}.{bname}", sname, "block", block))
+            stages.append(BackboneStage(f"trunk_output.{sname}.{bname}", sname, "block", block))
     return Backbone(stages)
 
 
@@ -213,10 +215,10 @@ class ClassToken(nn.Module):
 
 
 def split_vit(net: nn.Module) -> Backbone:
-    stages = [StageSpec("embed", "embed", "stem", ViTEmbed(net))]
+    stages = [BackboneStage("embed", "embed", "stem", ViTEmbed(net))]
     for i, layer in enumerate(net.encoder.layers):
-        stages.append(StageSpec(f"encoder.layer{i}", "encoder", "block", layer))
-    stages.append(StageSpec("encoder.ln", "final", "final", ClassToken(net.encoder.ln)))
+        stages.append(BackboneStage(f"encoder.layer{i}", "encoder", "block", layer))
+    stages.append(BackboneStage("encoder.ln", "final", "final", ClassToken(net.encoder.ln)))
     size = int(net.image_size)
     note = f"ViT takes only {size}x{size} inputs: the adapter resizes to it"
     return Backbone(stages, fixed_size=(size, size), surgery=False, notes=[note])
@@ -249,7 +251,7 @@ def split_generic(net: nn.Module, name: str) -> Backbone:
     its input in place (torchvision uses inplace ReLUs). Meant for models that are a
     plain chain of their children; the classifier and global pools are dropped.
     """
-    stages: list[StageSpec] = []
+    stages: list[BackboneStage] = []
     for cname, child in net.named_children():
         if cname in HEAD_CHILDREN or isinstance(child, POOLS):
             continue
@@ -261,7 +263,7 @@ def split_generic(net: nn.Module, name: str) -> Backbone:
                 seq = stages[-1].module
                 seq.add_module(str(len(seq)), part)
             else:
-                stages.append(StageSpec(label, cname, "block", nn.Sequential(part)))
+                stages.append(BackboneStage(label, cname, "block", nn.Sequential(part)))
     if getattr(net, "transform_input", False):
         first = stages[0].module
         stages[0].module = nn.Sequential(TransformInput(), *first)

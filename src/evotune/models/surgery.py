@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from evotune.errors import UserError
-from evotune.models.stages import StageSpec
+from evotune.models.stages import BackboneStage
 
 
 class SEBlock(nn.Module):
@@ -24,11 +24,13 @@ class SEBlock(nn.Module):
         return x * scale[:, :, None, None]
 
 
-def count_blocks(stages: list[StageSpec]) -> int:
+def count_blocks(stages: list[BackboneStage]) -> int:
     return sum(s.kind == "block" for s in stages)
 
 
-def truncate(stages: list[StageSpec], keep: int) -> tuple[list[StageSpec], list[StageSpec]]:
+def truncate(
+    stages: list[BackboneStage], keep: int
+) -> tuple[list[BackboneStage], list[BackboneStage]]:
     """The stem and the first `keep` blocks (with the transitions between them), and the
     final stages to refit at the new width (DenseNet's norm + ReLU); other final stages
     (MobileNet's last 1x1 conv, sized for the full width) are dropped."""
@@ -43,10 +45,10 @@ def truncate(stages: list[StageSpec], keep: int) -> tuple[list[StageSpec], list[
     return kept, refits
 
 
-def refit_stage(spec: StageSpec, channels: int) -> StageSpec:
+def refit_stage(spec: BackboneStage, channels: int) -> BackboneStage:
     """A fresh (untrained, so always trainable) copy of a final stage at `channels`."""
     assert spec.refit is not None
-    return StageSpec(f"{spec.name}_refit", spec.group, "new", spec.refit(channels))
+    return BackboneStage(f"{spec.name}_refit", spec.group, "new", spec.refit(channels))
 
 
 @torch.no_grad()
@@ -72,10 +74,10 @@ def trace_shapes(
     return shapes, list(called.values())
 
 
-def insert_se(stages: list[StageSpec], shapes: list[tuple[int, ...]]) -> list[StageSpec]:
+def insert_se(stages: list[BackboneStage], shapes: list[tuple[int, ...]]) -> list[BackboneStage]:
     """An SE block after the last stage of each group of blocks (each DenseNet dense
     block, each ResNet layer, ...), its width read from the traced output shapes."""
-    out: list[StageSpec] = []
+    out: list[BackboneStage] = []
     for i, spec in enumerate(stages):
         out.append(spec)
         nxt = stages[i + 1] if i + 1 < len(stages) else None
@@ -85,5 +87,5 @@ def insert_se(stages: list[StageSpec], shapes: list[tuple[int, ...]]) -> list[St
                     f"model.se_blocks: stage {spec.name!r} outputs shape {shapes[i]}; SE blocks "
                     "need convolutional feature maps (N, C, H, W)"
                 )
-            out.append(StageSpec(f"se_{spec.group}", spec.group, "new", SEBlock(shapes[i][1])))
+            out.append(BackboneStage(f"se_{spec.group}", spec.group, "new", SEBlock(shapes[i][1])))
     return out

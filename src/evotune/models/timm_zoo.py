@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from evotune.errors import UserError, did_you_mean
-from evotune.models.stages import Backbone, StageSpec
+from evotune.models.stages import Backbone, BackboneStage
 from evotune.models.weights import download_guard, is_file_spec, load_into, read_state_dict
 
 
@@ -63,7 +63,7 @@ def create_timm(name: str, weights: str, in_channels: int) -> Backbone:
         load_into(model, read_state_dict(Path(weights)), weights, optional=head)
     model.reset_classifier(0)
     return Backbone(
-        [StageSpec("model", "model", "block", TimmBody(model))],
+        [BackboneStage("model", "model", "block", TimmBody(model))],
         in_channels=in_channels,
         fixed_size=_fixed_size(model),
         labels=_labels(model),

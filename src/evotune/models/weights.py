@@ -3,7 +3,6 @@ and local files (`.pth`/`.pt`/`.bin` read with weights_only=True, or `.safetenso
 
 from __future__ import annotations
 
-import pickle
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -57,11 +56,12 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
 def _read_torch(path: Path) -> dict[str, Any]:
     try:  # never unpickle arbitrary objects from a user's file
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - a text file fails as KeyError deep in torch
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise UserError(
-            f"model.weights: cannot read {path} as plain tensors (weights_only=True): {first}. "
-            "Save model.state_dict() rather than the whole model."
+            f"model.weights: cannot read {path} as a torch file of plain tensors "
+            f"(weights_only=True): {type(err).__name__}: {first}. Expected what "
+            "torch.save(model.state_dict(), PATH) writes, or a .safetensors file"
         ) from None
     if not isinstance(state, dict):
         raise UserError(f"model.weights: {path} holds a {type(state).__name__}, not a state dict")

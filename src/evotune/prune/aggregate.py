@@ -21,19 +21,39 @@ from evotune.engine.problem import Objective, losses_of
 from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.errors import UserError
 from evotune.prune.analysis import write_pareto_csv
+from evotune.rundir import check_out_dir, clear_run_dir, run_lock
+from evotune.tasks.base import build_task
 
 
-def aggregate(run_dirs: list[Path], out: Path, analyse: bool = True) -> dict[str, Any]:
+def aggregate(
+    run_dirs: list[Path], out: Path, analyse: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Merge the runs' fronts into `out`, a new or empty directory (or, with
+    `overwrite`, an earlier result: replaced once the input has been checked)."""
     summaries = [_summary(Path(r)) for r in run_dirs]
     _check_compatible(run_dirs, summaries)
+    _check_out(run_dirs, out, overwrite)
     merged = merge(run_dirs, summaries)
+    task = _analysis_task(Path(run_dirs[0])) if analyse and merged["task"] == "prune" else None
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        if overwrite:
+            clear_run_dir(out)
+        return _write(run_dirs, summaries, out, merged, task)
+
+
+def _write(
+    run_dirs: list[Path],
+    summaries: list[dict[str, Any]],
+    out: Path,
+    merged: dict[str, Any],
+    task: Any,
+) -> dict[str, Any]:
     shutil.copyfile(Path(run_dirs[0]) / "config.yaml", out / "config.yaml")
     atomic_write_text(out / "generations.jsonl", "")
-    (out / "journal.jsonl").unlink(missing_ok=True)
     atomic_write_json(out / "summary.json", merged)
-    if analyse and merged["task"] == "prune":
-        merged = _analyse(Path(run_dirs[0]), out, merged)
+    if task is not None:  # retrain the merged front, each point with its run's seed
+        merged = task.after_search(out, merged)
     write_pareto_csv(out / "pareto.csv", merged)
     _add_runs_section(out, run_dirs, summaries, merged)
     from evotune.report import write_report
@@ -92,13 +112,19 @@ def _check_compatible(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> 
             )
 
 
-def _analyse(first_run: Path, out: Path, merged: dict[str, Any]) -> dict[str, Any]:
-    """Retrain the merged front with each point's own run seed and analyse it."""
+def _check_out(run_dirs: list[Path], out: Path, overwrite: bool) -> None:
+    if any(Path(r).resolve() == out.resolve() for r in run_dirs):
+        raise UserError(f"--out {out} is one of the runs to merge: choose another --out")
+    check_out_dir(out, overwrite)
+
+
+def _analysis_task(first_run: Path) -> Any:
+    """The task that retrains and analyses the merged front (built before anything is
+    written, so bad input leaves --out untouched)."""
     from evotune.runner import load_resume_config
 
     config = load_resume_config(first_run)
-    task = config.task_class.from_config(config)
-    return task.after_search(out, merged)
+    return build_task(config)
 
 
 def _add_runs_section(

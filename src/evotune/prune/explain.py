@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from evotune.models import TransferNet
+from evotune.prune.gradcam import conv_stages, grad_cam_pp
 from evotune.report.plots import _figure, _save
 
 
@@ -40,8 +41,6 @@ def plot_gradcam(
     net: TransferNet, images: torch.Tensor, chosen: list[int], stage: int, path: Path
 ) -> Path | None:
     """Rows: the chosen features; columns: sample images with the map overlaid."""
-    from evotune.prune.gradcam import conv_stages, grad_cam_pp
-
     if not conv_stages(net) or len(images) == 0:
         return None
     device = next(net.parameters()).device

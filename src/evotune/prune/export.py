@@ -25,8 +25,10 @@ from torch import nn
 from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet
+from evotune.models.assemble import assemble
 from evotune.models.checkpoint import write_safetensors
-from evotune.train.popheads import Head, train_heads
+from evotune.train.maskedhead import Head
+from evotune.train.popheads import train_heads
 
 FORMAT = "evotune-pruned"
 LATENCY_BATCH = 32
@@ -154,8 +156,6 @@ def load_pruned(path: Path) -> tuple[TransferNet, dict[str, Any]]:
     """Rebuild an exported model (backbone + pruned head) and its metadata."""
     from safetensors import safe_open
     from safetensors.torch import load_model
-
-    from evotune.models.build import assemble
 
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata() or {}

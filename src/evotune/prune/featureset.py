@@ -11,7 +11,7 @@ import torch
 from evotune.data import Dataset
 from evotune.models import TransferNet
 from evotune.prune.oodset import ood_inputs
-from evotune.train.features import cached_features
+from evotune.train.features import cached_features, extract_features
 
 
 @dataclass
@@ -77,8 +77,6 @@ def build_features(
     if cache:
         feats, hit = cached_features(net, inputs, device, batch_size)
     else:
-        from evotune.train.features import extract_features
-
         feats = {k: extract_features(net, v, device, batch_size) for k, v in inputs.items()}
         hit = False
     test = data.test

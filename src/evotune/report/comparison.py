@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from evotune.engine.state import atomic_write_text
 from evotune.report.html import CSS, fmt, format_seconds
@@ -70,8 +71,21 @@ def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return chunks
 
 
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def plot_comparison(runs: dict[str, RunData], path: Path) -> Path | None:
     """Best-so-far against wall time (left) and against evaluations (right)."""
+    fig = comparison_figure(runs)
+    return None if fig is None else _save(fig, path)
+
+
+def comparison_figure(runs: dict[str, RunData]) -> Figure | None:
+    """Algorithms on one space often reach the same values (the same seed draws the
+    same first population), so their curves coincide: each gets its own colour, dash
+    and end marker, and the ones drawn first are drawn wider, so a curve that another
+    covers still shows at its edges."""
     curves = {name: best_curve(run) for name, run in runs.items()}
     curves = {n: c for n, c in curves.items() if len(c) and np.isfinite(c[:, 2]).any()}
     if not curves:
@@ -79,10 +93,20 @@ def plot_comparison(runs: dict[str, RunData], path: Path) -> Path | None:
     first = next(iter(runs.values()))
     fig = _figure(10.0, 4.2)
     left, right = fig.subplots(1, 2, sharey=True)
+    widest = 1.4 + 1.2 * (len(curves) - 1)
     for i, (name, curve) in enumerate(curves.items()):
-        style = {"color": f"C{i}", "label": name, "where": "post"}
-        left.step(curve[:, 0], curve[:, 2], **style)
-        right.step(curve[:, 1], curve[:, 2], **style)
+        style = {
+            "color": f"C{i % 10}",
+            "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            "linewidth": max(1.0, widest - 1.2 * i),
+            "alpha": 0.85,
+            "label": name,
+            "zorder": 2 + i,
+        }
+        end = {"marker": MARKERS[i % len(MARKERS)], "color": style["color"], "zorder": 2 + i}
+        for ax, column in ((left, 0), (right, 1)):
+            ax.step(curve[:, column], curve[:, 2], where="post", **style)
+            ax.plot(curve[-1:, column], curve[-1:, 2], markersize=7, linestyle="none", **end)
     left.set_xlabel("wall time (s)")
     right.set_xlabel("evaluations")
     left.set_ylabel(f"best {first.objective_labels[0]}")
@@ -90,7 +114,7 @@ def plot_comparison(runs: dict[str, RunData], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     left.legend(fontsize="small")
     fig.suptitle(f"{first.summary['task']}: algorithms on the same space, budget and seed")
-    return _save(fig, path)
+    return fig
 
 
 def write_comparison_report(run_dir: Path) -> Path:
@@ -123,16 +147,19 @@ def _html(summary: dict[str, Any], plot: Path | None, run_dir: Path) -> str:
         rows.append(f"<tr><td>{html.escape(name)}</td>" + _cells(cells) + f"<td>{link}</td></tr>")
     figure = (
         '<figure><img src="plots/comparison.png" alt="comparison plot"><figcaption>Best '
-        "value reached so far, against wall time and evaluations.</figcaption></figure>"
+        "value reached so far, against wall time and evaluations; a marker ends each "
+        "algorithm's curve (curves that coincide are drawn over one another, the first "
+        "algorithm widest).</figcaption></figure>"
         if plot
         else ""
     )
-    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+    table = '<div class="table-wrap"><table><tr>'
+    table += "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f'<h1>{html.escape(title)}</h1>\n<p class="sub">{html.escape(str(run_dir))}</p>\n'
-        f"{table}{''.join(rows)}</table>\n{figure}\n</body>\n</html>\n"
+        f"{table}{''.join(rows)}</table></div>\n{figure}\n</body>\n</html>\n"
     )
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from evotune.report.plots import _figure, _save
 from evotune.report.rundata import RunData
@@ -25,21 +28,87 @@ def layer_map_grid(run: RunData) -> np.ndarray | None:
     return np.array([[c == "1" for c in r] for r in rows], dtype=float)
 
 
+MAX_TICKS = 60  # gene labels on the layer map's axis; more are thinned out
+
+
+def _section(run: RunData, name: str) -> dict:
+    """A config section as a mapping (`task: onemax` is a name alone)."""
+    value = run.config.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def gene_meaning(run: RunData) -> str:
+    """What a 1 in a bit genome means, by task: the layer map's legend and caption."""
+    task = run.summary.get("task")
+    if task == "layers":
+        return "trainable layers"
+    if task == "prune":
+        mode = _section(run, "task").get("mode", "features")
+        return {
+            "features": "kept input features",
+            "neurons": "kept hidden neurons",
+        }.get(mode, "kept input features, then kept hidden neurons")
+    return "genes set to 1"
+
+
 def plot_layer_map(run: RunData, path: Path) -> Path | None:
-    """Rows = generations, columns = genes, dark = trainable in the generation's best
-    genome (as the selective-tuning paper draws it). Binary genomes only."""
+    """Rows = genes (layer names when the run recorded them, input side at the top),
+    columns = generations, dark = 1 in the generation's best genome. Bit genomes only."""
+    fig = layer_map_figure(run)
+    return None if fig is None else _save(fig, path)
+
+
+def layer_map_figure(run: RunData) -> Figure | None:
     grid = layer_map_grid(run)
     if grid is None:
         return None
-    fig = _figure(7.0, 1.8 + min(6.0, 0.18 * len(grid)))
+    n_gens, n_genes = grid.shape
+    names = run.gene_names(n_genes)
+    # named rows need room for their labels; numbered ones only for a few ticks
+    fig = _figure(7.0, min(12.0, 1.6 + 0.16 * n_genes) if names else min(7.0, 2.2 + 0.06 * n_genes))
     ax = fig.add_subplot()
-    ax.imshow(grid, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xlabel(f"gene (0 = input side, {grid.shape[1] - 1} = head side)")
-    ax.set_ylabel("generation")
-    ax.set_title(
-        f"{run.summary['task']}: trainable genes of each generation's best (dark = trainable)"
+    ax.imshow(
+        grid.T,
+        aspect="auto",
+        cmap="Greys",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(-0.5, n_gens - 0.5, n_genes - 0.5, -0.5),
     )
-    return _save(fig, path)
+    shown = np.arange(0, n_genes, max(1, -(-n_genes // MAX_TICKS)))
+    ax.set_yticks(shown, labels=[names[i] for i in shown] if names else [str(i) for i in shown])
+    ax.tick_params(axis="y", labelsize="x-small" if n_genes > 20 else "small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if n_genes <= MAX_TICKS:  # a thin line between genes, so each row reads as one
+        ax.set_yticks(np.arange(n_genes + 1) - 0.5, minor=True)
+        ax.tick_params(axis="y", which="minor", length=0)
+        ax.grid(which="minor", axis="y", color="0.75", linewidth=0.5)
+    _mark_prune_sides(ax, run, n_genes, n_gens)
+    ax.set_ylabel(_gene_axis(run, names is not None))
+    ax.set_xlabel("generation")
+    meaning = gene_meaning(run)
+    ax.set_title(f"{run.summary['task']}: {meaning} of each generation's best (dark)")
+    return fig
+
+
+def _gene_axis(run: RunData, named: bool) -> str:
+    if named or run.summary.get("task") == "layers":
+        return "layer (input side at the top)"
+    if run.summary.get("task") == "prune":
+        return "neuron" if _section(run, "task").get("mode") == "neurons" else "feature"
+    return "gene"
+
+
+def _mark_prune_sides(ax: Axes, run: RunData, n_genes: int, n_gens: int) -> None:
+    """prune with mode `both`: features first, then hidden neurons; a line between."""
+    hidden = _section(run, "fitness").get("hidden")
+    mode = _section(run, "task").get("mode")
+    if run.summary.get("task") == "prune" and mode == "both" and isinstance(hidden, int):
+        if 0 < hidden < n_genes:
+            ax.axhline(n_genes - hidden - 0.5, color="crimson", linewidth=1.2)
+            ax.text(n_gens - 0.5, n_genes - hidden - 0.5, "neurons ", color="crimson",
+                    ha="right", va="top", fontsize="small")  # fmt: skip
 
 
 def plot_fitness_vs_params(run: RunData, path: Path) -> Path | None:
@@ -60,7 +129,7 @@ def plot_fitness_vs_params(run: RunData, path: Path) -> Path | None:
     ax = fig.add_subplot()
     points = ax.scatter(params, fitness, c=gens, cmap="viridis", s=18, alpha=0.8, label="evaluated")
     fig.colorbar(points, ax=ax, label="generation")
-    for name, base in (run.summary.get("baselines") or {}).items():
+    for name, base in run.baselines.items():
         metrics = base.get("metrics") or {}
         if "trainable_params" in metrics and base.get("fitness"):
             ax.scatter(

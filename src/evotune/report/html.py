@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from evotune.engine.genome_store import is_reference
 from evotune.engine.state import atomic_write_text
 from evotune.report.rundata import RunData, floats
 from evotune.report.sections import render_sections
@@ -23,32 +24,60 @@ PARETO_ROWS = 50
 BITS_SHOWN = 64
 FLOATS_SHOWN = 8
 PLOT_CAPTIONS = {
-    "fitness": "Best and mean fitness per generation (dotted lines: baselines).",
+    "fitness": "Best and mean fitness per generation.",
     "hypervolume": "Hypervolume of the population's front per generation.",
     "pareto": "Every evaluated genome, coloured by generation; circled: the Pareto front.",
     "pareto_3d": "The three objectives in 3-D: grey, every evaluated genome; red, the front.",
-    "layer_map": "Trainable genes (dark) of each generation's best genome.",
-    "fitness_vs_params": "Each evaluated genome vs its trainable parameters; stars: baselines.",
+    "layer_map": "Genes set to 1 (dark) in each generation's best genome.",
+    "fitness_vs_params": "Each evaluated genome vs its trainable parameters.",
     "parallel": "Every evaluated genome across its genes, coloured by fitness (bright: better).",
     "gene_importance": "Share of the fitness-rank variance each gene explains on its own.",
 }
 
+# Numbers never break inside: a numeric cell does not wrap, and a table too wide for
+# the page scrolls sideways in its wrapper instead of squeezing its columns (cells
+# that may break anywhere, such as long bit strings, say so with class `wrap`).
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 64em;
        padding: 0 1em; color: #222; line-height: 1.4; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; }
 .sub { color: #666; margin-top: 0; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.6em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left;
-         vertical-align: top; overflow-wrap: anywhere; }
+         vertical-align: top; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.wrap { overflow-wrap: anywhere; min-width: 12em; }
 code, pre { font-family: ui-monospace, monospace; font-size: 0.9em;
-            overflow-wrap: anywhere; }
+            overflow-wrap: break-word; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
 .note { color: #8a5a00; }
 """
+
+
+def plot_caption(name: str, run: RunData) -> str:
+    """The figure's caption, saying what this run's plot shows (by task, stages,
+    baselines): a caption must not describe lines that are not drawn."""
+    caption = PLOT_CAPTIONS.get(name, name)
+    if name == "layer_map":
+        from evotune.report.genome_plots import gene_meaning
+
+        caption = f"{gene_meaning(run).capitalize()} (dark) of each generation's best genome."
+    if name == "fitness":
+        spans = run.stage_spans()
+        if spans:
+            names = ", ".join(stage for stage, _, _ in spans)
+            caption += (
+                f" One search per stage ({names}), each with its own fitness scale; "
+                "vertical lines mark where a stage ends."
+            )
+        if run.baselines:
+            caption += " Dotted lines: baselines."
+    if name == "fitness_vs_params" and run.baselines:
+        caption += " Stars: baselines."
+    return caption
 
 
 def write_html(run: RunData, plots: dict[str, Path], path: Path) -> Path:
@@ -66,8 +95,9 @@ def render_html(run: RunData, plots: dict[str, Path]) -> str:
         f'<p class="sub">{_esc(str(run.run_dir))}</p>',
         _summary_section(run),
         _best_section(run),
+        _stages_section(run),
         _baselines_section(run),
-        _plots_section(plots),
+        _plots_section(run, plots),
         _pareto_section(run),
         render_sections(run.run_dir),  # analysis.json: task-written sections
         _config_section(run),
@@ -92,13 +122,14 @@ def _summary_section(run: RunData) -> str:
         ("seed", fmt(s.get("seed", "?"))),
         ("journal entries", f"{len(run.journal)} ({cached} cached)"),
     ]
-    note = ""
+    notes = [f"data: {text}" for text in s.get("data_notes", [])]
     if run.skipped_journal_lines:
-        note = (
-            f'<p class="note">{run.skipped_journal_lines} unreadable journal line(s) '
-            "skipped (a run killed while writing leaves a truncated last line).</p>"
+        notes.append(
+            f"{run.skipped_journal_lines} unreadable journal line(s) skipped (a run killed "
+            "while writing leaves a truncated last line)."
         )
-    return "<h2>Summary</h2>\n" + _table(("", "value"), rows) + note
+    shown = "".join(f'<p class="note">{_esc(text)}</p>' for text in notes)
+    return "<h2>Summary</h2>\n" + _table(("", "value"), rows) + shown
 
 
 def _best_section(run: RunData) -> str:
@@ -118,7 +149,7 @@ def _best_section(run: RunData) -> str:
 
 
 def _baselines_section(run: RunData) -> str:
-    baselines = run.summary.get("baselines") or {}
+    baselines = run.baselines
     if not baselines:
         return ""
     metric_keys = sorted({k for b in baselines.values() for k in (b or {}).get("metrics") or {}})
@@ -132,14 +163,50 @@ def _baselines_section(run: RunData) -> str:
     return "<h2>Baselines</h2>\n" + _table(headers, rows)
 
 
-def _plots_section(plots: dict[str, Path]) -> str:
+def _plots_section(run: RunData, plots: dict[str, Path]) -> str:
     figures = [
         f'<figure><img src="plots/{_esc(Path(p).name)}" alt="{_esc(name)} plot">'
-        f"<figcaption>{_esc(PLOT_CAPTIONS.get(name, name))}</figcaption></figure>"
+        f"<figcaption>{_esc(plot_caption(name, run))}</figcaption></figure>"
         for name, p in plots.items()
         if p is not None
     ]
     return "<h2>Plots</h2>\n" + "\n".join(figures) if figures else ""
+
+
+def _stages_section(run: RunData) -> str:
+    """A staged run (task `weights`: one search per layer): each stage's result."""
+    stages = run.summary.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        return ""
+    spans = {name: (first, last) for name, first, last in run.stage_spans()}
+    metric_keys = sorted(
+        {k for s in stages.values() for k in ((s or {}).get("best") or {}).get("metrics") or {}}
+    )
+    headers = ("stage", "generations", *run.objective_labels, *metric_keys)
+    headers += ("evaluations", "stopped by", "wall time")
+    rows = []
+    for name, stage in stages.items():
+        stage = stage or {}
+        best = stage.get("best") or {}
+        first, last = spans.get(name, (None, None))
+        where = f"{first}–{last}" if first is not None else fmt(stage.get("generations", "?"))
+        metrics = best.get("metrics") or {}
+        rows.append(
+            (
+                name,
+                where,
+                *map(fmt, _pad(floats(best.get("fitness")), len(run.objectives))),
+                *(fmt(metrics.get(k, "")) for k in metric_keys),
+                fmt(stage.get("evaluations", "")),
+                fmt(stage.get("stopped_by", "")),
+                format_seconds(stage.get("wall_seconds")),
+            )
+        )
+    note = (
+        "<p>One search per stage, in order: a stage starts once the one before it is "
+        "frozen, and its fitness is measured on its own layer.</p>"
+    )
+    return "<h2>Stages</h2>\n" + note + "\n" + _table(headers, rows)
 
 
 def _pareto_section(run: RunData) -> str:
@@ -161,7 +228,10 @@ def _pareto_section(run: RunData) -> str:
     caption = f"{len(front)} genomes, sorted by {run.objective_labels[0]}, best first"
     if len(front) > len(shown):
         caption += f"; showing the first {len(shown)} of {len(front)}"
-    return f"<h2>Pareto front</h2>\n<p>{_esc(caption)}.</p>\n" + _table(headers, rows)
+    # a long bit string may break anywhere; a mapping's numbers (lr=0.0123) may not
+    bits = all(_is_bits(p.get("genome")) for p in shown)
+    table = _table(headers, rows, wrap=(1 + len(run.objectives),) if bits else ())
+    return f"<h2>Pareto front</h2>\n<p>{_esc(caption)}.</p>\n" + table
 
 
 def _config_section(run: RunData) -> str:
@@ -186,10 +256,16 @@ def sort_by_first_objective(front: list[dict[str, Any]], direction: str) -> list
     return sorted(front, key=key)
 
 
+def _is_bits(genome: Any) -> bool:
+    return isinstance(genome, str) and bool(genome) and set(genome) <= {"0", "1"}
+
+
 def format_genome(genome: Any) -> str:
     """A short, readable genome: bits shortened, mappings as k=v, long vectors summarised."""
-    if isinstance(genome, str) and genome and set(genome) <= {"0", "1"}:
+    if _is_bits(genome):
         return _format_bits(genome)
+    if is_reference(genome):  # a large genome, kept in a file (engine/genome_store.py)
+        return f"{fmt(genome['genes'])} values, in {genome['file']}"
     if isinstance(genome, dict):
         return ", ".join(f"{k}={fmt(v, digits=4)}" for k, v in genome.items())
     if isinstance(genome, list) and all(_is_number(v) for v in genome):
@@ -244,19 +320,30 @@ def _pad(values: list[float], n: int) -> list[float]:
     return (values + [math.nan] * n)[:n]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """An escaped HTML table; cells that parse as numbers are right-aligned."""
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[int] = ()) -> str:
+    """An escaped HTML table in a sideways-scrolling wrapper; cells that parse as
+    numbers are right-aligned and never wrap; columns in `wrap` may break anywhere."""
     head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
+    body = "\n".join(
+        "<tr>" + "".join(_cell(c, i in wrap) for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f'<div class="table-wrap"><table>\n<tr>{head}</tr>\n{body}\n</table></div>'
 
 
-def _cell(text: str) -> str:
+def _cell(text: str, wrap: bool = False) -> str:
+    if is_numeric(text):
+        return f'<td class="num">{_esc(text)}</td>'
+    return f'<td class="wrap">{_esc(text)}</td>' if wrap else f"<td>{_esc(text)}</td>"
+
+
+def is_numeric(text: str) -> bool:
+    """Whether a cell's text is one number ('0.883598', '1e-05', 'nan') or a range
+    of two ('4–7')."""
     try:
-        float(text)
+        [float(part) for part in text.split("–", 1)]
     except ValueError:
-        return f"<td>{_esc(text)}</td>"
-    return f'<td class="num">{_esc(text)}</td>'
+        return False
+    return True
 
 
 def _esc(text: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from evotune.engine.genome_store import is_reference
 from evotune.report.plots import _figure, _save
 from evotune.report.rundata import RunData, floats
 
@@ -27,11 +28,16 @@ BINS = 5
 
 
 def mixed_entries(run: RunData) -> list[dict[str, Any]]:
-    """Journal entries with a mapping genome and a finite first objective, not cached."""
+    """Journal entries with a mapping genome and a finite first objective, not cached.
+
+    A large genome journaled as a file reference (`{"file", "genes"}`, task `weights`)
+    is a mapping too, but not of genes: it has no per-gene values to plot.
+    """
     out = []
     for entry in run.journal:
         fitness = floats(entry.get("fitness"))
-        if entry.get("cached") or not isinstance(entry.get("genome"), dict):
+        genome = entry.get("genome")
+        if entry.get("cached") or not isinstance(genome, dict) or is_reference(genome):
             continue
         if fitness and math.isfinite(fitness[0]):
             out.append(entry)
@@ -92,6 +98,7 @@ def _mappable(cmap: Any, norm: Any) -> Any:
 
 def _axis_labels(ax: Any, names: list[str], columns: list, entries: list) -> None:
     ax.set_xticks(range(len(names)))
+    ax.set_ylim(-0.05, 1.05)  # the axes' span, even when no gene varied (all at 0.5)
     ax.set_xticklabels([f"{n}\n(log)" if c[2] else n for n, c in zip(names, columns)])
     ax.set_yticks([])
     for i, (name, (_, labels, _)) in enumerate(zip(names, columns)):

@@ -26,23 +26,35 @@ FRONT_STYLE = {"facecolor": "none", "edgecolor": "crimson", "linewidths": 1.6, "
 
 
 def plot_fitness(run: RunData, path: Path) -> Path | None:
-    """Best and mean fitness per generation, one subplot per objective, + baselines."""
+    """Best and mean fitness per generation, one subplot per objective, + baselines;
+    a staged run's stages as separate curves between marked boundaries."""
+    fig = fitness_figure(run)
+    return None if fig is None else _save(fig, path)
+
+
+def fitness_figure(run: RunData) -> Figure | None:
     if not run.generations:
         return None
     gens = np.array([g["generation"] for g in run.generations], dtype=float)
     best, mean = _per_generation(run, "best"), _per_generation(run, "mean")
+    spans = run.stage_spans()
     n_obj = len(run.objectives)
     fig = _figure(6.4, 2.2 + 1.8 * n_obj)
     for k, ax in enumerate(fig.subplots(n_obj, 1, sharex=True, squeeze=False)[:, 0]):
-        ax.plot(gens, best[:, k], marker="o", markersize=3, label="best")
-        ax.plot(gens, mean[:, k], linestyle="--", label="mean")
-        _draw_baselines(ax, run.summary.get("baselines") or {}, k)
+        # a stage's fitness is its own layer's: never join one stage's curve to the next
+        for i, part in enumerate(_stage_masks(gens, spans)):
+            labels = ("best", "mean") if i == 0 else (None, None)
+            ax.plot(gens[part], best[part, k], "o-", ms=3, color="C0", label=labels[0])
+            ax.plot(gens[part], mean[part, k], "--", color="C1", label=labels[1])
+        _draw_baselines(ax, run.baselines, k)
+        _mark_stages(ax, spans, top=k == 0)
         ax.set_ylabel(run.objective_labels[k])
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="best")
-    ax.set_xlabel("generation")
+    trained = any(s.get("stopped_by") == "epochs" for s in _stages(run))
+    ax.set_xlabel("generation (epoch, in a gradient-trained stage)" if trained else "generation")
     fig.suptitle(f"{run.summary['task']}: fitness per generation")
-    return _save(fig, path)
+    return fig
 
 
 def plot_hypervolume(run: RunData, path: Path) -> Path | None:
@@ -126,6 +138,33 @@ def _per_generation(run: RunData, key: str) -> np.ndarray:
     # inf would wreck the autoscaled axis; a gap in the line says "failed" just as well
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _stages(run: RunData) -> list[dict[str, Any]]:
+    stages = run.summary.get("stages")
+    return [s for s in stages.values() if isinstance(s, dict)] if isinstance(stages, dict) else []
+
+
+def _stage_masks(gens: np.ndarray, spans: list[tuple[str, int, int]]) -> list[np.ndarray]:
+    if not spans:
+        return [np.ones(len(gens), dtype=bool)]
+    return [(gens >= first) & (gens <= last) for _, first, last in spans]
+
+
+def _mark_stages(ax: Axes, spans: list[tuple[str, int, int]], top: bool) -> None:
+    """A vertical line at each stage boundary, alternate stages shaded, names on top."""
+    for i, (_, first, last) in enumerate(spans):
+        if i > 0:
+            ax.axvline(first - 0.5, color="0.3", linewidth=1.2)
+        if i % 2:
+            ax.axvspan(first - 0.5, last + 0.5, color="0.92", zorder=0)
+    if top and spans:
+        names = ax.secondary_xaxis("top")
+        names.set_xticks(
+            [(first + last) / 2 for _, first, last in spans],
+            labels=[name for name, _, _ in spans],
+        )
+        names.tick_params(length=0, labelsize="small")
 
 
 def _draw_baselines(ax: Axes, baselines: dict[str, Any], k: int) -> None:

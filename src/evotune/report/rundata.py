@@ -41,6 +41,35 @@ class RunData:
         """'accuracy (max)' per objective: the name alone hides which way is better."""
         return [f"{o['name']} ({o['direction']})" for o in self.objectives]
 
+    @property
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """summary.json's baselines that exist (a staged or toy run has none)."""
+        found = self.summary.get("baselines") or {}
+        return {k: v for k, v in found.items() if isinstance(v, dict)}
+
+    def stage_spans(self) -> list[tuple[str, int, int]]:
+        """(stage, first generation, last generation), in order, of a staged run (task
+        `weights`: one search per layer, generations numbered across stages); [] when
+        generations.jsonl has no `stage` key."""
+        spans: list[tuple[str, int, int]] = []
+        for row in self.generations:
+            stage = row.get("stage")
+            if stage is None:
+                continue
+            if spans and spans[-1][0] == stage:
+                spans[-1] = (stage, spans[-1][1], row["generation"])
+            else:
+                spans.append((str(stage), row["generation"], row["generation"]))
+        return spans
+
+    def gene_names(self, n_genes: int) -> list[str] | None:
+        """The genome's gene names (summary.json `genes`, written by tasks whose genes
+        have names, e.g. the layers of task `layers`), when there is one per gene."""
+        names = self.summary.get("genes")
+        if isinstance(names, list) and len(names) == n_genes:
+            return [str(n) for n in names]
+        return None
+
 
 def load_run(run_dir: Path | str) -> RunData:
     """Parse a run directory; `UserError` naming the file when a required one is bad."""

@@ -51,7 +51,7 @@ def _section(section: dict[str, Any]) -> str:
         rows = "\n".join(
             "<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.get("rows", [])
         )
-        parts.append(f"<table>\n<tr>{head}</tr>\n{rows}\n</table>")
+        parts.append(f'<div class="table-wrap"><table>\n<tr>{head}</tr>\n{rows}\n</table></div>')
     for image in section.get("images") or []:
         caption = image.get("caption", "")
         parts.append(
@@ -62,11 +62,22 @@ def _section(section: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
+    """Numbers (and text that is one number) get the report's no-wrap numeric cell."""
     if isinstance(value, float):
         return f'<td class="num">{value:.4g}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
         return f'<td class="num">{value}</td>'
+    if isinstance(value, str) and _is_number(value):
+        return f'<td class="num">{_esc(value)}</td>'
     return f"<td>{_esc(value)}</td>"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _esc(value: Any) -> str:

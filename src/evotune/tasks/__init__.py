@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from evotune.errors import UserError, did_you_mean
-from evotune.tasks.base import NoOptions, Section, Task
+from evotune.tasks.base import Task
 
 _TASKS: dict[str, str] = {
     "onemax": "evotune.tasks.toy:OneMax",
@@ -34,4 +34,4 @@ def get_task(name: str, where: str = "task") -> type[Task]:
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["TASKS", "NoOptions", "Section", "Task", "get_task"]
+__all__ = ["TASKS", "Task", "get_task"]

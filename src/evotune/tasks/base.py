@@ -11,23 +11,13 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from evotune.engine.problem import Evaluation, Objective
 from evotune.engine.spaces import Space
+from evotune.sections import NoOptions, Section
 
 if TYPE_CHECKING:
     from evotune.config import RunConfig
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoOptions(Section):
-    """A section that takes no keys."""
 
 
 class Task(ABC):
@@ -70,3 +60,35 @@ class Task(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.name, "genes": self.space.n_genes}
+
+    def data_notes(self) -> list[str]:
+        """What loading the data noticed (skipped files, no test set), for the console,
+        summary.json (`data_notes`) and the report."""
+        return list(getattr(getattr(self, "data", None), "notes", []))
+
+    def setup_process(self) -> None:
+        """Called in every process that evaluates this task (the run's own, each Ray
+        worker) before it does: torch's thread count and kernels set from the config
+        (`fitness.threads`), not from the environment, so a genome's value does not
+        depend on where it ran (a CPU sum split over 2 threads rounds differently)."""
+        pin_torch_threads(getattr(getattr(self, "fitness", None), "threads", None))
+
+
+def build_task(config: RunConfig) -> Task:
+    """The config's task, built in a process set up as its evaluations will be."""
+    pin_torch_threads(getattr(config.fitness, "threads", None))
+    task = config.task_class.from_config(config)
+    task.setup_process()
+    return task
+
+
+def pin_torch_threads(threads: int | None) -> None:
+    """torch's CPU threads (None: leave them) and deterministic cuDNN kernels."""
+    if threads is None:
+        return
+    import torch  # only torch tasks have fitness.threads: toy runs start without it
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False

@@ -33,7 +33,8 @@ from evotune.executors.guard import describe, failed
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.models.checkpoint import export_model
 from evotune.models.derive import derive
-from evotune.tasks.base import Section, Task
+from evotune.sections import Section
+from evotune.tasks.base import Task
 from evotune.tasks.hparams_space import GeneRanges, Plan, build_space, decode, encode
 from evotune.train.device import resolve_device
 from evotune.train.finetune import TrainingRun, TrainSettings, test_split_metrics
@@ -65,6 +66,13 @@ class HparamsFitness(Section):
     device: str = "auto"
     cache: bool = Field(True, description="cache frozen-prefix activations")
     cache_gb: float = Field(2.0, gt=0, description="memory budget of the prefix cache")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads of every evaluation, wherever it runs (local, Ray, "
+        "baselines, export): a genome's value depends on it; null: resolved into "
+        "config.yaml as half the cores (at most 8), or executor.num_cpus on Ray",
+    )
 
 
 def _objectives(options: HparamsOptions) -> tuple[Objective, ...]:

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from evotune.engine.constraints import AtMost, ConstrainedSpace
 from evotune.engine.spaces import Choice, Gene, Int, Real
 from evotune.errors import UserError
-from evotune.tasks.base import Section
+from evotune.sections import Section
 
 GENE_NAMES = (
     "kept",

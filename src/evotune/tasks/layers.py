@@ -19,10 +19,12 @@ from pydantic import Field
 from evotune.data import DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
 from evotune.engine.spaces import BinarySpace
+from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.models.checkpoint import export_model
-from evotune.tasks.base import Section, Task
+from evotune.sections import Section
+from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
 from evotune.train.finetune import TrainResult, TrainSettings, fit, test_split_metrics
 from evotune.train.prefix_cache import PrefixCache, Suffix
@@ -51,6 +53,13 @@ class LayersFitness(Section):
     device: str = "auto"
     cache: bool = Field(True, description="cache frozen-prefix activations")
     cache_gb: float = Field(2.0, gt=0, description="memory budget of the prefix cache")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads of every evaluation, wherever it runs (local, Ray, "
+        "baselines, export): a genome's value depends on it; null: resolved into "
+        "config.yaml as half the cores (at most 8), or executor.num_cpus on Ray",
+    )
 
     def train_settings(self, restore_best: bool = False) -> TrainSettings:
         return TrainSettings(
@@ -242,3 +251,10 @@ class LayersTask(Task):
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.name, "model": self.template.describe(), "data": self.data.describe()}
+
+    def after_search(self, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+        """summary.json gets the genes' names (one per genome bit), so that the report
+        can name the layers of its layer map."""
+        summary = {**summary, "genes": [g.name for g in self.template.genes]}
+        atomic_write_json(Path(run_dir) / "summary.json", summary)
+        return summary

@@ -23,10 +23,12 @@ from evotune.engine.spaces import BinarySpace
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.prune.featureset import FeatureSet, build_features
 from evotune.prune.oodset import to_range
-from evotune.tasks.base import Section, Task
+from evotune.sections import Section
+from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
+from evotune.train.maskedhead import Head, HeadSettings, Member
 from evotune.train.ood import auroc, ood_scores
-from evotune.train.popheads import Head, HeadSettings, Member, predict, train_heads
+from evotune.train.popheads import predict, train_heads
 
 DIRECTIONS = {"accuracy": "max", "active_fraction": "min", "auroc": "max"}
 SEED_WINDOWS = [(50, 60), (55, 65), (60, 70), (65, 75), (70, 80), (75, 85), (80, 90), (85, 95)]
@@ -87,7 +89,13 @@ class PruneFitness(Section):
     min_delta: float = Field(0.0, ge=0)
     folds: int | None = Field(None, ge=2, description="k-fold averaged fitness")
     device: str = "auto"
-    threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads (feature extraction; worker threads over groups of heads, "
+        "whose results do not depend on it); null: resolved into config.yaml as half the "
+        "cores (at most 8), or executor.num_cpus on Ray",
+    )
     group_mb: float = Field(8.0, gt=0, description="cache budget of a group of heads")
     extract_batch: int = Field(256, ge=1, description="batch size of feature extraction")
     cache: bool = Field(True, description="keep extracted features on disk")
@@ -171,7 +179,14 @@ class PruneTask(Task):
             net, data, ood, device, f.extract_batch, f.cache, options.ood_match_range
         )
         images = (data.test or data.val).x
-        return cls(features, config.task, f, device, net, images, config.data.split.seed)
+        task = cls(features, config.task, f, device, net, images, config.data.split.seed)
+        task.notes = data.notes + [
+            f"task.ood[{i}]: {n}" for i, d in enumerate(ood) for n in d.notes
+        ]
+        return task
+
+    def data_notes(self) -> list[str]:
+        return list(getattr(self, "notes", []))
 
     # -- genomes -> heads ---------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from evotune.engine.problem import Evaluation, Objective
 from evotune.engine.spaces import BinarySpace, Choice, Int, MixedSpace, Real, RealVectorSpace
-from evotune.tasks.base import Section, Task
+from evotune.sections import Section
+from evotune.tasks.base import Task
 
 
 class ToyFitness(Section):

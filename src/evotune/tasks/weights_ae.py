@@ -21,12 +21,12 @@ from evotune.engine.problem import Evaluation
 from evotune.engine.spaces import RealVectorSpace
 from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
-from evotune.staged import Log, StageSpec
-from evotune.tasks.weights import (
+from evotune.staged import Log, RunStage
+from evotune.tasks.weights_base import (
     GA_MODES,
     MODEL_FILE,
     SVM_FILE,
-    WeightsTask,
+    WeightsBase,
     epoch_logger,
 )
 from evotune.train.autoencoder import (
@@ -55,7 +55,7 @@ class Layer:
     fit_targets: torch.Tensor
 
 
-class AutoencoderTask(WeightsTask):
+class AutoencoderTask(WeightsBase):
     def __init__(self, data: Any, config: Any, device: torch.device) -> None:
         super().__init__(data, config, device)
         self.x = self.x.flatten(1)
@@ -77,17 +77,17 @@ class AutoencoderTask(WeightsTask):
             return ["sgd"]
         return [f"layer{k}" for k in range(1, len(self.options.sizes))]
 
-    def enter_stage(self, name: str) -> StageSpec:
+    def enter_stage(self, name: str) -> RunStage:
         if name == "sgd":
             self.stack.weights = []
-            return StageSpec(key="sgd", search=False)
+            return RunStage(key="sgd", search=False)
         k = int(name.removeprefix("layer"))
         self.stack.weights = self.stack.weights[: k - 1]
         self.layer = self._layer(k)
         out, width = self.layer.shape
         std = self.options.init_std or xavier_std(width, out)
         self.space = RealVectorSpace(out * width, init_std=std, dtype="float32")
-        return StageSpec(key=weights_key(self.stack.weights), search=self.options.mode in GA_MODES)
+        return RunStage(key=weights_key(self.stack.weights), search=self.options.mode in GA_MODES)
 
     def _layer(self, k: int) -> Layer:
         sizes, to_input = self.options.sizes, self.options.target == "input"

@@ -24,8 +24,14 @@ from evotune.engine.problem import Evaluation
 from evotune.engine.spaces import RealVectorSpace
 from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
-from evotune.staged import Log, StageSpec
-from evotune.tasks.weights import MODEL_FILE, WeightsModel, WeightsTask, check_mode, epoch_logger
+from evotune.staged import Log, RunStage
+from evotune.tasks.weights_base import (
+    MODEL_FILE,
+    WeightsBase,
+    WeightsModel,
+    check_mode,
+    epoch_logger,
+)
 from evotune.train.autoencoder import minibatches
 from evotune.train.popnets import PopulationModule, cross_entropy_and_accuracy, gradient_steps
 
@@ -73,7 +79,7 @@ def _import_factory(spec: str) -> Callable[..., Any]:
         raise UserError(f"model.module: cannot import {spec!r}: {err}") from None
 
 
-class ModuleTask(WeightsTask):
+class ModuleTask(WeightsBase):
     def __init__(self, data: Any, config: Any, device: torch.device) -> None:
         super().__init__(data, config, device)
         check_mode(self.options.mode, ("ga", "ga_assisted", "sgd"), "module")
@@ -91,8 +97,8 @@ class ModuleTask(WeightsTask):
     def stage_names(self) -> list[str]:
         return ["sgd"] if self.options.mode == "sgd" else ["module"]
 
-    def enter_stage(self, name: str) -> StageSpec:
-        return StageSpec(key="module", search=name == "module")
+    def enter_stage(self, name: str) -> RunStage:
+        return RunStage(key="module", search=name == "module")
 
     def finish_stage(self, name: str, result: np.ndarray) -> None:
         self.result = np.asarray(result, dtype=np.float32)

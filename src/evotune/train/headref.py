@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from evotune.train.finetune import train_in_order
-from evotune.train.popheads import Head, HeadSettings, Member, initial_weights, member_seeds
+from evotune.train.maskedhead import Head, HeadSettings, Member, initial_weights, member_seeds
 
 
 class MaskedHead(nn.Module):

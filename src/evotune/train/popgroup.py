@@ -13,15 +13,9 @@ import math
 
 import torch
 
-from evotune.train.popheads import (
-    MAX_GROUP,
-    Head,
-    HeadSettings,
-    Member,
-    initial_weights,
-    member_seeds,
-)
+from evotune.train.maskedhead import Head, HeadSettings, Member, initial_weights, member_seeds
 
+MAX_GROUP = 64  # members per group, whatever the budget (GPU: the budget is large)
 BYTES_PER_WEIGHT = 12  # W1, its momentum and its gradient, float32
 GATHERED_MB = 64  # a group's inputs, column-gathered once, above which rows gather per step
 

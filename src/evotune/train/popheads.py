@@ -14,7 +14,7 @@ column, padded hidden units have zero weights both ways). A group runs all its e
 before the next starts; on a CPU, groups are spread over worker threads that each run
 single-threaded kernels (one L2-resident GEMM per core beats one GEMM split across
 cores at these sizes). On a GPU there is no cache budget and a coarser ladder of block
-sizes, so groups are fewer and larger (still at most MAX_GROUP members, equal blocks
+sizes, so groups are fewer and larger (still at most popgroup.MAX_GROUP members, equal blocks
 only) and run one after another in the calling thread. Forward and backward are
 written out (no autograd) and the optimizer updates in place.
 
@@ -26,62 +26,14 @@ on CPU): batched training equals training each genome alone.
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-MAX_GROUP = 64  # members per group, whatever the budget (GPU: the budget is large)
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    hidden: int = 512
-    epochs: int = 600  # cap; early stopping usually ends sooner
-    batch_size: int = 32
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = True
-    patience: int | None = 10  # epochs without a lower training loss; None: never stop
-    min_delta: float = 0.0
-    group_mb: float = 8.0  # a group's W1 + momentum + gradient, to stay in cache (CPU)
-    threads: int | None = None  # CPU worker threads; None: torch.get_num_threads()
-
-
-@dataclass
-class Member:
-    """One head to train: its seed, its active inputs and hidden units, its examples."""
-
-    seed: int
-    inputs: torch.Tensor  # active feature indices, int64, ascending
-    hidden: torch.Tensor  # active hidden-unit indices, int64, ascending
-    rows: torch.Tensor | None = None  # training examples (indices into x); None: all
-
-
-@dataclass
-class Head:
-    """A trained head, physically pruned: only the active block of W1 is stored."""
-
-    inputs: torch.Tensor  # (d,) feature indices
-    hidden: torch.Tensor  # (h,) hidden-unit indices
-    w1: torch.Tensor  # (d, h)
-    w2: torch.Tensor  # (h, C)
-    b2: torch.Tensor  # (C,)
-    epochs: int = 0
-    train_loss: float = math.nan
-    history: list[float] = field(default_factory=list)  # training loss per epoch
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, D) full feature rows -> (N, C)."""
-        hidden = torch.relu(x[:, self.inputs] @ self.w1)
-        return torch.addmm(self.b2, hidden, self.w2)
-
-    @property
-    def n_params(self) -> int:
-        return self.w1.numel() + self.w2.numel() + self.b2.numel()
+from evotune.train.maskedhead import Head, HeadSettings, Member
+from evotune.train.popgroup import Group, plan_groups
 
 
 def members_from_masks(
@@ -98,24 +50,6 @@ def _indices(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.flatnonzero(np.asarray(mask)).astype(np.int64))
 
 
-def member_seeds(seed: int) -> tuple[int, int]:
-    """(initial weights, minibatch orders) seeds of a member: two separate streams."""
-    state = np.random.SeedSequence(int(seed) % 2**63).generate_state(4, dtype=np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1, int(state[2]) << 31 | int(state[3]) >> 1
-
-
-def initial_weights(
-    seed: int, n_features: int, hidden: int, n_classes: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The full unmasked head's weights drawn from `seed`, uniform like nn.Linear's
-    default (bound 1/sqrt(fan_in)); a member keeps its active block of W1."""
-    gen = torch.Generator().manual_seed(member_seeds(seed)[0])
-    w1 = (torch.rand(n_features, hidden, generator=gen) * 2 - 1) / math.sqrt(n_features)
-    w2 = (torch.rand(hidden, n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
-    b2 = (torch.rand(n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
-    return w1, w2, b2
-
-
 def train_heads(
     members: list[Member],
     x: torch.Tensor,
@@ -126,8 +60,6 @@ def train_heads(
     """Train every member on (x, y) (x: (N, D) features, y: (N,) labels; `n_classes`
     defaults to max(y) + 1) with SGD, (Nesterov) momentum and early stopping on the
     training loss. Returns the heads in member order."""
-    from evotune.train.popgroup import Group, plan_groups
-
     n_classes = n_classes or int(y.max().item()) + 1
     padded = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)  # column D: the zero pad
     plan = plan_groups(members, len(x), settings, x.device)
@@ -139,7 +71,7 @@ def train_heads(
     return heads  # type: ignore[return-value]
 
 
-def _run(groups: list, settings: HeadSettings, device: torch.device) -> list[list[Head]]:
+def _run(groups: list[Group], settings: HeadSettings, device: torch.device) -> list[list[Head]]:
     """Run every group to completion: in this thread on a GPU, else over worker threads
     (largest groups first, so the last ones to finish are short)."""
     if device.type != "cpu":
