@@ -75,10 +75,13 @@ def test_objectives_space_and_fitness_independent_of_batch_and_order(setup):
     batch = task.evaluate(genomes, seeds)
     backwards = task.evaluate(genomes[::-1], seeds[::-1])[::-1]
     alone = [task.evaluate(g[None], s[None])[0] for g, s in zip(genomes, seeds)]
-    for a, b, c in zip(batch, backwards, alone):
-        assert a.fitness == b.fitness == c.fitness
-        assert a.fitness[1] == pytest.approx(np.mean(genomes[batch.index(a)]))
-        assert 0.0 <= a.fitness[2] <= 1.0
+    assert task.empty(genomes).tolist() == [False, False, False, True, False]  # p ~ U(0, 1)
+    for genome, a, b, c in zip(genomes, batch, backwards, alone):
+        np.testing.assert_array_equal(a.fitness, b.fitness)  # NaN equals NaN here
+        np.testing.assert_array_equal(a.fitness, c.fitness)
+        assert a.metrics["active_fraction"] == pytest.approx(np.mean(genome))
+    assert all(np.isnan(batch[3].fitness)) and batch[3].metrics["empty"]  # ranks last
+    assert all(0.0 <= a.fitness[2] <= 1.0 for i, a in enumerate(batch) if i != 3)
 
 
 def test_features_are_cached_on_disk(setup):
@@ -92,10 +95,14 @@ def test_modes(setup, mode, genes):
     task = task_of(setup)
     assert task.space.n_genes == genes
     genome = np.zeros((1, genes), dtype=np.uint8)
-    genome[0, -3:] = 1  # three hidden units (and, in both, no feature)
+    genome[0, -3:] = 1  # three hidden units (and, in both, no feature: no classifier)
+    empty = task.evaluate(genome, np.array([1]))[0]
+    assert empty.metrics.get("empty", False) == (mode == "both")
+    if mode == "both":
+        genome[0, 0] = 1  # and one feature
     metrics = task.evaluate(genome, np.array([1]))[0].metrics
     assert metrics["active_neurons"] == 3
-    assert metrics["active_features"] == (64 if mode == "neurons" else 0)
+    assert metrics["active_features"] == (64 if mode == "neurons" else 1)
 
 
 def test_k_fold_averaging(setup):
@@ -194,3 +201,39 @@ def test_seed_run_without_imagenet_weights_exits_2_naming_model_weights(
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "model.weights" in err and "weights: none" in err and "Traceback" not in err
+
+
+def test_feature_ood_scores_are_recorded_beside_the_objective_and_independent_of_batch(setup):
+    setup["task"]["ood_scores"] = ["knn", "odin", "energy"]
+    setup["task"]["knn_k"] = 5
+    setup["search"] = {"population": 6, "max_evaluations": 12, "seed": 0}  # default score
+    task = task_of(setup)
+    assert task.options.ood_score == "mahalanobis"
+    genomes = task.space.sample(6, np.random.default_rng(3))
+    genomes = genomes[~task.empty(genomes)]
+    seeds = np.arange(len(genomes)) + 1
+    together = task.evaluate(genomes, seeds)
+    alone = [task.evaluate(g[None], s[None])[0] for g, s in zip(genomes, seeds)]
+    for a, b in zip(together, alone):
+        assert a.metrics == b.metrics
+        assert {"auroc", "auroc_knn", "auroc_odin", "auroc_energy"} <= set(a.metrics)
+        assert a.fitness[2] == a.metrics["auroc"]  # mahalanobis: the objective
+
+
+def test_knn_k_larger_than_the_training_split_is_bad_input(setup):
+    setup["task"]["ood_score"] = "knn"
+    setup["task"]["knn_k"] = 10_000
+    with pytest.raises(UserError, match=r"task.knn_k: 10000 is larger than the training split"):
+        task_of(setup)
+
+
+def test_an_inverted_auroc_of_the_most_accurate_member_is_a_warning(setup):
+    task = task_of(setup)
+    front = [
+        {"metrics": {"accuracy": 0.9, "auroc": 0.2}},
+        {"metrics": {"accuracy": 0.3, "auroc": 0.8}},
+    ]
+    warning = task.inversion_warning({"pareto": front})
+    assert "OOD AUROC is 0.200 (< 0.5)" in warning and "mahalanobis or knn" in warning
+    front[0]["metrics"]["auroc"] = 0.7
+    assert task.inversion_warning({"pareto": front}) is None

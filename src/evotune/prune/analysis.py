@@ -20,7 +20,6 @@ from evotune.engine.problem import evaluation_seed
 from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.prune.ensembles import Outputs, accuracy_windows, auroc_windows
 from evotune.prune.explain import frequency, plot_frequency, plot_gradcam, top
-from evotune.train.ood import ood_scores
 from evotune.train.popheads import predict
 
 
@@ -69,12 +68,9 @@ def _outputs(task: Any, heads: list) -> tuple[_Eval, bool]:
     logits = predict(heads, x)
     out_scores = None
     if ood is not None and len(ood):
-        out_scores = _scores(task, predict(heads, ood))
-    return _Eval(x, y, ood, Outputs(logits, y, _scores(task, logits), out_scores)), on_test
-
-
-def _scores(task: Any, logits):
-    return ood_scores(logits, task.options.ood_score, task.options.temperature)
+        out_scores = task.ood_objective_scores(heads, ood)
+    in_scores = task.ood_objective_scores(heads, x, logits)
+    return _Eval(x, y, ood, Outputs(logits, y, in_scores, out_scores)), on_test
 
 
 def _ensemble_sections(

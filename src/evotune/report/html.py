@@ -122,7 +122,8 @@ def _summary_section(run: RunData) -> str:
         ("seed", fmt(s.get("seed", "?"))),
         ("journal entries", f"{len(run.journal)} ({cached} cached)"),
     ]
-    notes = [f"data: {text}" for text in s.get("data_notes", [])]
+    notes = [f"warning: {text}" for text in s.get("warnings", [])]
+    notes += [f"data: {text}" for text in s.get("data_notes", [])]
     if run.skipped_journal_lines:
         notes.append(
             f"{run.skipped_journal_lines} unreadable journal line(s) skipped (a run killed "
@@ -215,11 +216,14 @@ def _pareto_section(run: RunData) -> str:
         return ""
     front = sort_by_first_objective(front, run.objectives[0]["direction"])
     shown = front[:PARETO_ROWS]
-    headers = ("#", *run.objective_labels, "genome", "hash")
+    # prune's other OOD scores (task.ood_scores): each member's AUROC by each, side by side
+    scores = sorted({k for p in shown for k in p.get("metrics", {}) if k.startswith("auroc_")})
+    headers = ("#", *run.objective_labels, *scores, "genome", "hash")
     rows = [
         (
             str(i),
             *map(fmt, _pad(floats(p.get("fitness")), len(run.objectives))),
+            *(fmt(p.get("metrics", {}).get(k, "")) for k in scores),
             format_genome(p.get("genome")),
             str(p.get("hash", ""))[:12],
         )
@@ -230,7 +234,7 @@ def _pareto_section(run: RunData) -> str:
         caption += f"; showing the first {len(shown)} of {len(front)}"
     # a long bit string may break anywhere; a mapping's numbers (lr=0.0123) may not
     bits = all(_is_bits(p.get("genome")) for p in shown)
-    table = _table(headers, rows, wrap=(1 + len(run.objectives),) if bits else ())
+    table = _table(headers, rows, wrap=(1 + len(run.objectives) + len(scores),) if bits else ())
     return f"<h2>Pareto front</h2>\n<p>{_esc(caption)}.</p>\n" + table
 
 

@@ -10,6 +10,7 @@ from OOD inputs (max), each optional.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,12 +21,15 @@ from pydantic import Field, model_validator
 from evotune.data import DataConfig, load_data
 from evotune.engine.problem import Evaluation, Objective
 from evotune.engine.spaces import BinarySpace
+from evotune.engine.state import atomic_write_json
+from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.prune.featureset import FeatureSet, build_features
 from evotune.prune.oodset import to_range
 from evotune.sections import Section
 from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
+from evotune.train.feature_ood import FEATURE_SCORES, FeatureReference
 from evotune.train.maskedhead import Head, HeadSettings, Member
 from evotune.train.ood import auroc, ood_scores
 from evotune.train.popheads import predict, train_heads
@@ -39,6 +43,10 @@ class ExplainOptions(Section):
     top: int = Field(10, ge=1, description="most frequent features explained")
     samples: int = Field(4, ge=1, description="test images per Grad-CAM++ row")
     stage: int = Field(-1, description="backbone stage of the Grad-CAM++ maps (-1: last)")
+
+
+OodScore = Literal["odin", "msp", "energy", "mahalanobis", "knn"]
+DEFAULT_OOD_SCORE = "mahalanobis"  # see BENCHMARKS.md: ranks OOD right where odin inverts
 
 
 class PruneOptions(Section):
@@ -55,7 +63,15 @@ class PruneOptions(Section):
     input_range: tuple[float, float] | None = Field(
         None, description="map the inputs (1st-99th percentile) onto [low, high] first"
     )
-    ood_score: Literal["odin", "msp", "energy"] = "odin"
+    ood_score: OodScore = Field(
+        DEFAULT_OOD_SCORE,
+        description="the auroc objective's score: logit scores odin | msp | energy, or "
+        "feature scores mahalanobis | knn (preset seed: odin, the seed's)",
+    )
+    ood_scores: list[OodScore] = Field(
+        [], description="more scores whose AUROC is recorded in the metrics (auroc_<name>)"
+    )
+    knn_k: int = Field(50, ge=1, description="knn: the neighbour whose distance scores")
     temperature: float | None = Field(None, gt=0, description="default 1000 odin, 1 others")
     baselines: list[Literal["full", "random"]] = ["full"]
     analysis: bool = Field(True, description="ensembles and explanations after the search")
@@ -132,7 +148,8 @@ class PruneTask(Task):
     # training (512 hidden, SGD 1e-3 Nesterov, batch 32, 600 epochs, patience 10 on the
     # training loss) are already the defaults of `fitness`.
     seed_defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        "model": {"backbone": "torchvision:resnet50", "weights": "DEFAULT"}
+        "model": {"backbone": "torchvision:resnet50", "weights": "DEFAULT"},
+        "task": {"ood_score": "odin"},
     }
     genomes_per_call = None  # a call's heads train at once
 
@@ -157,6 +174,9 @@ class PruneTask(Task):
         self.space = BinarySpace(self.n_bits, ones_fraction="uniform")
         self.objectives = _objectives(options)
         self.fold_rows = features.folds(fitness.folds, split_seed) if fitness.folds else None
+        self._reference: FeatureReference | None = None
+        if features.ood_val is not None and uses_feature_scores(options):
+            self.reference  # noqa: B018 - fitted now: a bad knn_k is refused before the search
 
     @classmethod
     def objectives_for(cls, config: Any) -> tuple[Objective, ...]:
@@ -218,14 +238,26 @@ class PruneTask(Task):
     # -- fitness ------------------------------------------------------------------------
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
+        """Every genome's objectives; one that keeps no feature (or no hidden unit) is no
+        classifier at all: NaN in every objective, so it ranks last and is never on the
+        front (its zero size would otherwise make it a member)."""
+        empty = self.empty(genomes)
         score = self._scored_folds if self.fold_rows else self._scored
-        scored = score(genomes, seeds)
+        kept = score(genomes[~empty], seeds[~empty]) if (~empty).any() else []
+        scored = iter(kept)
         out = []
-        for genome, metrics in zip(genomes, scored):
+        for genome, is_empty in zip(genomes, empty):
+            metrics = {"empty": True} if is_empty else next(scored)
             metrics["active_fraction"] = float(np.mean(genome))
-            fitness = tuple(float(metrics[o.name]) for o in self.objectives)
+            nan = float("nan")
+            fitness = tuple(nan if is_empty else float(metrics[o.name]) for o in self.objectives)
             out.append(Evaluation(fitness, metrics))
         return out
+
+    def empty(self, genomes: np.ndarray) -> np.ndarray:
+        """Which genomes keep no input feature or no hidden unit."""
+        features, neurons = self.masks(genomes)
+        return (features.sum(axis=1) == 0) | (neurons.sum(axis=1) == 0)
 
     def _scored(self, genomes: np.ndarray, seeds: np.ndarray) -> list[dict[str, Any]]:
         heads = self.train(genomes, seeds)
@@ -252,16 +284,47 @@ class PruneTask(Task):
     def score(
         self, heads: list[Head], x: torch.Tensor, y: torch.Tensor, ood: torch.Tensor | None
     ) -> list[dict[str, float]]:
-        """Accuracy and (with OOD data) AUROC of every head on one labelled set."""
+        """Accuracy and (with OOD data) AUROC of every head on one labelled set: `auroc`
+        by `task.ood_score`, `auroc_<name>` by each of `task.ood_scores`."""
         logits = predict(heads, x)
         accuracy = (logits.argmax(dim=2) == y).double().mean(dim=1)
         out = [{"accuracy": float(a)} for a in accuracy]
-        if ood is not None and len(ood):
-            kind, t = self.options.ood_score, self.options.temperature
-            roc = auroc(ood_scores(logits, kind, t), ood_scores(predict(heads, ood), kind, t))
+        if ood is None or not len(ood):
+            return out
+        inputs = _Inputs(self, heads, x, logits)
+        outputs = _Inputs(self, heads, ood)
+        names = [self.options.ood_score, *self.options.ood_scores]
+        for i, name in enumerate(dict.fromkeys(names)):
+            roc = auroc(inputs.scores(name), outputs.scores(name))
             for row, value in zip(out, roc):
-                row["auroc"] = float(value)
+                row["auroc" if i == 0 else f"auroc_{name}"] = float(value)
         return out
+
+    def ood_objective_scores(
+        self, heads: list[Head], x: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(P, N) scores of `task.ood_score` (higher = more in-distribution)."""
+        return _Inputs(self, heads, x, logits).scores(self.options.ood_score)
+
+    def feature_masks(self, heads: list[Head]) -> torch.Tensor:
+        """(P, D) float masks of the features each head reads."""
+        masks = torch.zeros(len(heads), self.feats.n_features, dtype=torch.float64)
+        for row, head in zip(masks, heads):
+            row[head.inputs.cpu()] = 1.0
+        return masks.to(self.device)
+
+    @property
+    def reference(self) -> FeatureReference:
+        """The training features the feature scores measure against (fitted once)."""
+        if self._reference is None:
+            f, k = self.feats, self.options.knn_k
+            if k > len(f.train_x):
+                raise UserError(
+                    f"task.knn_k: {k} is larger than the training split's {len(f.train_x)} "
+                    "examples; lower it"
+                )
+            self._reference = FeatureReference(f.train_x, f.train_y, f.n_classes, k)
+        return self._reference
 
     def reference_point(self) -> tuple[float, ...]:
         """The worst natural values: accuracy 0, every bit active, AUROC 0."""
@@ -298,7 +361,36 @@ class PruneTask(Task):
         """pareto.csv, ensembles and explanations of the front (analysis.json, plots/)."""
         from evotune.prune.analysis import analyse
 
-        return analyse(self, Path(run_dir), summary)
+        summary = analyse(self, Path(run_dir), summary)
+        warning = self.inversion_warning(summary)
+        if warning is not None:
+            print(f"warning: {warning}", file=sys.stderr)
+            summary["warnings"] = [*summary.get("warnings", []), warning]
+            atomic_write_json(Path(run_dir) / "summary.json", summary)
+        return summary
+
+    def inversion_warning(self, summary: dict[str, Any]) -> str | None:
+        """A sentence when the most accurate front member's AUROC is below 0.5: its OOD
+        score ranks the OOD set as MORE in-distribution, so the objective rewards the
+        wrong heads (seen with logit scores when the OOD data resembles the backbone's
+        source data)."""
+        front = [e for e in summary.get("pareto", []) if "auroc" in e["metrics"]]
+        if not front:
+            return None
+        top = max(front, key=lambda e: e["metrics"]["accuracy"])
+        value = top["metrics"]["auroc"]
+        if value >= 0.5:
+            return None
+        others = [n for n in ("mahalanobis", "knn", "energy") if n != self.options.ood_score]
+        return (
+            f"the most accurate front member's OOD AUROC is {value:.3f} (< 0.5): the "
+            f"{self.options.ood_score} score ranks the OOD set as more in-distribution than "
+            "the task's own data. Logit scores measure confidence, and a small head can be "
+            "more confident on inputs unlike its training data (an OOD set resembling the "
+            "backbone's source data makes it likely); the feature scores measure distance "
+            f"to the training data instead: try task.ood_score: {' or '.join(others)} "
+            "(task.ood_scores records several to compare)"
+        )
 
     def describe(self) -> dict[str, Any]:
         f = self.feats
@@ -311,6 +403,27 @@ class PruneTask(Task):
             "ood": 0 if f.ood_val is None else len(f.ood_val),
             "features_from_cache": f.from_cache,
         }
+
+
+def uses_feature_scores(options: PruneOptions) -> bool:
+    return any(name in FEATURE_SCORES for name in [options.ood_score, *options.ood_scores])
+
+
+class _Inputs:
+    """One set of inputs seen by a population of heads, scored by any OOD score (logits
+    computed once, feature masks built once)."""
+
+    def __init__(self, task: PruneTask, heads: list[Head], x: torch.Tensor, logits=None) -> None:
+        self.task, self.heads, self.x, self.logits, self.masks = task, heads, x, logits, None
+
+    def scores(self, name: str) -> torch.Tensor:
+        if name in FEATURE_SCORES:
+            if self.masks is None:
+                self.masks = self.task.feature_masks(self.heads)
+            return self.task.reference.scores(name, self.masks, self.x)
+        if self.logits is None:
+            self.logits = predict(self.heads, self.x)
+        return ood_scores(self.logits, name, self.task.options.temperature)
 
 
 def _on(mask: np.ndarray, device: torch.device) -> torch.Tensor:
