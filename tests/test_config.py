@@ -175,3 +175,18 @@ def test_named_preset_on_another_backbone_is_the_seeds_search_alone():
     assert not config.model.se_blocks and config.task.genes.kept == (1, None)
     named = resolve({"task": "hparams", "search": {"preset": "tl-hparams"}})
     assert named.model.backbone == "torchvision:densenet121" and named.model.se_blocks
+
+
+@pytest.mark.parametrize(
+    ("search", "elitism"),
+    [
+        ({"preset": "seed"}, 12),  # the seed's 24 / 2
+        ({"preset": "seed", "population": 16}, 8),  # half of the population used, not 12
+        ({"preset": "seed", "population": 16, "elitism": 3}, 3),  # the user's value wins
+        ({"preset": "genetic-ae", "population": 7}, 4),
+    ],
+)
+def test_a_presets_elitism_follows_the_population_used(search, elitism):
+    task = "mixed_sphere" if search["preset"] == "genetic-ae" else {"name": "onemax", "length": 20}
+    config = resolve({"task": task, "search": search})
+    assert config.search.elitism == elitism

@@ -1,5 +1,9 @@
 """Search presets that reproduce the published systems (SEEDS.md). A preset fills the
-`search` keys a user did not set; the user's own values always win."""
+`search` keys a user did not set; the user's own values always win.
+
+Settings the seeds define relative to the population ("keep the top half") are
+relative here too (`elitism_fraction`), so `preset: seed` with `population: 16` keeps
+8, not the seed's 12 of 24."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "selective-tuning": {
         "algorithm": "ga",
         "population": 24,
-        "elitism": 12,
+        "elitism_fraction": 0.5,
         "operators": {
             "selection": {"name": "truncation", "fraction": 0.5},
             "crossover": {"name": "sequential"},
@@ -48,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "genetic-ae": {
         "algorithm": "ga",
         "population": 10,
-        "elitism": 5,
+        "elitism_fraction": 0.5,
         "operators": {
             "selection": {"name": "truncation", "fraction": 0.5},
             "crossover": {"name": "uniform", "prob": 1.0, "swap": 0.2},
@@ -68,8 +72,15 @@ def get_preset(name: str, where: str = "search.preset") -> dict[str, Any]:
 
 
 def apply_preset(search: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
-    """`search` with the preset's values filled in where the user set none."""
+    """`search` with the preset's values filled in where the user set none; a relative
+    elitism follows the population actually used."""
+    preset = dict(preset)
+    fraction = preset.pop("elitism_fraction", None)
     merged = {**preset, **search}
+    if fraction is not None and merged.get("elitism") is None:
+        population = merged.get("population")
+        if isinstance(population, int) and population > 1:
+            merged["elitism"] = min(population - 1, max(1, round(fraction * population)))
     operators = {**preset.get("operators", {}), **(search.get("operators") or {})}
     if operators:
         merged["operators"] = operators
