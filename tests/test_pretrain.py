@@ -27,7 +27,7 @@ def test_pretrain_then_file_backbone_round_trips_weights(tmp_path, capsys):
 
     net, meta = load_checkpoint(out)
     data = load_data(DataConfig(**CONFIG["data"]))
-    _, accuracy = evaluate(net, data.val.x, data.val.y)
+    _, accuracy = evaluate(net, data.val)
     assert accuracy == meta["pretrain"]["val_accuracy"]  # the saved weights are the best epoch's
 
     # As a file: backbone for a new 3-class task, every stage weight is the pretrained one.

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the backbones that can be built")
     models.add_argument("pattern", nargs="?", default="*", help="e.g. 'torchvision:res*'")
     models.add_argument("--genes", action="store_true", help="build each to count its genes")
+    models.add_argument(
+        "--granularity",
+        choices=("leaf", "block", "stage"),
+        default="block",
+        help="with --genes and one python:/file: model: list its genes at this granularity",
+    )
 
     export = sub.add_parser("export", help="retrain a run's best genome and save the model")
     export.add_argument("run_dir", type=Path)
@@ -99,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--pick",
         help="a Pareto front member instead of the best: accuracy, smallest, knee or 'index N'",
     )
+
+    pred = sub.add_parser("predict", help="apply an exported model (or a run's best) to new data")
+    pred.add_argument("model", type=Path, help="a file written by `evotune export`, or a run dir")
+    pred.add_argument("data", type=Path, help="YAML: a data: section (path, label, source)")
+    _add_set(pred)
+    pred.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="predictions CSV (+ .metrics.json)",
+    )
+    _add_overwrite(pred, "existing predictions")
 
     infer = sub.add_parser("infer", help="predict one image with a `weights` run's model")
     infer.add_argument("run_dir", type=Path)
@@ -186,22 +204,25 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evotune.config import load_config
-    from evotune.runner import default_run_dir, start
+    from evotune.api import run
 
-    config = load_config(args.config, args.overrides)
-    configured = Path(config.output.dir) if config.output.dir else None
-    run_dir = args.out or configured or default_run_dir(config)
-    run = lambda cb: start(config, run_dir, cb, overwrite=args.overwrite)  # noqa: E731
-    return _search(run, config, run_dir, args.quiet)
+    result = run(
+        args.config,
+        out=args.out,
+        overrides=args.overrides,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+    )
+    _print_result(result.summary, result.path)
+    return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from evotune.runner import load_resume_config, resume
+    from evotune.api import resume
 
-    config = load_resume_config(args.run_dir, args.overrides)
-    run = lambda cb: resume(args.run_dir, config, cb)  # noqa: E731
-    return _search(run, config, args.run_dir, args.quiet)
+    result = resume(args.run_dir, overrides=args.overrides, quiet=args.quiet)
+    _print_result(result.summary, result.path)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -334,9 +355,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from evotune.report import write_report
+    from evotune.api import open_run
 
-    print(write_report(args.run_dir))
+    print(open_run(args.run_dir).report())
     return EXIT_OK
 
 
@@ -385,8 +406,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from evotune.models import gene_counts, list_models
+    from evotune.models import gene_counts, gene_listing, list_models, names_one_model
 
+    if names_one_model(args.pattern):  # python:MODULE:FACTORY or file:PATH
+        for line in gene_listing(args.pattern, args.granularity if args.genes else None):
+            print(line)
+        return EXIT_OK
     names = list_models(args.pattern)
     if not names:
         raise UserError(f"no backbone matches {args.pattern!r}; try `evotune models '*'`")
@@ -396,6 +421,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{name:<44} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
         else:
             print(name)
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from evotune.predict import predict, summary_lines
+
+    result = predict(
+        args.model, args.data, overrides=args.overrides, out=args.out, overwrite=args.overwrite
+    )
+    print("\n".join(summary_lines(result)))
     return EXIT_OK
 
 
@@ -423,11 +458,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from evotune.export import export
-    from evotune.rundir import check_out_file
+    from evotune.api import export_model
 
-    check_out_file(args.out, args.overwrite)  # before retraining
-    result = export(args.run_dir, args.out, args.epochs, args.pick)
+    result = export_model(
+        args.run_dir, args.out, epochs=args.epochs, pick=args.pick, overwrite=args.overwrite
+    )
     numbers = {k: v for k, v in result["metrics"].items() if type(v) in (int, float)}
     line = ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
     print(f"exported -> {result['path']} ({line})")
@@ -446,4 +481,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "list": cmd_list,
     "infer": cmd_infer,
+    "predict": cmd_predict,
 }

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evotune.data.pipeline import record_pipeline
 from evotune.engine.journal import read_jsonl
 from evotune.engine.problem import evaluation_seed
 from evotune.engine.summary import best_entry, pareto_entries, public
@@ -37,14 +38,25 @@ def export(
     if best is None:
         raise UserError(f"{run_dir}: the run has no successful evaluation to export yet")
     if hasattr(config.task_class, "export_run"):  # the run saved its model (weights)
-        return config.task_class.export_run(run_dir, Path(out), best)
+        return config.task_class.export_run(run_dir, Path(out), best, config.data)
     task = build_task(config)
     if not hasattr(task, "export"):
         raise UserError(f"task {config.task_name!r} has nothing to export")
     genome = task.space.from_json(best["genome"])
     seed = evaluation_seed(config.search.seed, task.space.hash(genome))
-    metrics = task.export(genome, seed, Path(out), epochs, source={"run": str(run_dir)})
+    # The file is self-contained: it records how the run read its data (`pipeline`);
+    # `run` only says where it came from.
+    source = {"run": str(Path(run_dir).resolve()), "pipeline": task_pipeline(config, task)}
+    metrics = task.export(genome, seed, Path(out), epochs, source=source)
     return {"path": str(out), "metrics": metrics}
+
+
+def task_pipeline(config: Any, task: Any) -> dict[str, Any]:
+    """The input pipeline of a task's data (data/pipeline.py), for the exported file."""
+    data = getattr(task, "data", None)
+    classes = data.classes if data is not None else task.classes
+    shape = data.input_shape if data is not None else task.net.input_shape
+    return record_pipeline(config.data, classes, shape, getattr(task, "input_map", None))
 
 
 def _summary(run_dir: Path, config: Any) -> dict[str, Any]:

@@ -8,22 +8,21 @@ input beside its reconstruction as a PNG; a module run prints the class probabil
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 
 from evotune.data.imagefolder import to_array
 from evotune.errors import UserError
-from evotune.tasks.weights_base import MODEL_FILE, SVM_FILE, WeightsModel
+from evotune.tasks.weights_base import MODEL_FILE, SVM_FILE, WeightsModel, read_model
 from evotune.tasks.weights_module import build_module
 from evotune.train.autoencoder import TiedStack
-from evotune.train.svm import svm_predict
+from evotune.train.svm import svm_predict, svm_votes
 
-FORMAT = "evotune-weights"
 SCALE = 8  # pixels per input pixel in the comparison image
 
 
@@ -42,23 +41,6 @@ def infer(run_dir: Path, image: Path, out: Path | None = None, invert: bool = Fa
     save_comparison(x[0].numpy(), recon[0].numpy(), out)
     rmse = float(torch.sqrt((recon - x).pow(2).mean()))
     return {"class": spec["classes"][label], "label": label, "rmse": rmse, "image": str(out)}
-
-
-def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The spec in the header and the tensors of a run's model.safetensors."""
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise UserError(f"{path} not found: is {path.parent} a finished `weights` run?")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except SafetensorError as err:
-        raise UserError(f"{path}: not a safetensors file ({err})") from None
-    if FORMAT not in meta:
-        raise UserError(f"{path}: not a model written by the `weights` task")
-    return json.loads(meta[FORMAT]), tensors
 
 
 def load_image(path: Path, input_shape: list[int], invert: bool = False) -> torch.Tensor:
@@ -115,3 +97,49 @@ def _to_pil(array: np.ndarray) -> Image.Image:
     if pixels.shape[0] == 1:
         return Image.fromarray(pixels[0])  # uint8 2-D: mode L
     return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))  # RGB
+
+
+# ---- an exported `weights` model as one nn.Module (evotune predict) -----------------
+
+
+class AutoencoderClassifier(nn.Module):
+    """A `weights` autoencoder and its SVM as one module. forward(x) gives, per class,
+    the share of the SVM's one-vs-one votes the class won (the SVM has no
+    probabilities): its argmax is the SVM's prediction, ties to the lower class."""
+
+    returns_probabilities = True  # forward's rows are already shares that sum to 1
+
+    def __init__(
+        self, layers: list[torch.Tensor], output: str, svm: dict[str, np.ndarray], n_classes: int
+    ) -> None:
+        super().__init__()
+        for i, weight in enumerate(layers):
+            self.register_buffer(f"layer{i + 1}", weight)
+        self.depth, self.output, self.svm, self.n_classes = len(layers), output, svm, n_classes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        weights = [getattr(self, f"layer{i + 1}") for i in range(self.depth)]
+        return TiedStack(weights, self.output).encode(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        votes = svm_votes(self.svm, self.encode(x).detach().cpu().numpy())
+        shares = np.zeros((len(votes), self.n_classes), dtype=np.float32)
+        k = len(self.svm["classes"])
+        shares[:, self.svm["classes"]] = votes / max(1, k * (k - 1) // 2)
+        return torch.from_numpy(shares).to(x.device)
+
+
+def load_weights_model(spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """The module an exported `weights` file holds (spec and tensors: `read_model`)."""
+    classes = spec["classes"]
+    if spec["kind"] == "module":
+        module = build_module(
+            WeightsModel(**spec["module"]), tuple(spec["input_shape"]), len(classes)
+        )
+        module.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("svm.")})
+        return module.eval()
+    svm = {k.removeprefix("svm."): v.numpy() for k, v in tensors.items() if k.startswith("svm.")}
+    if not svm:
+        raise UserError("the exported autoencoder has no SVM (its run did not finish)")
+    layers = [tensors[f"layer{i + 1}"] for i in range(len(spec["sizes"]) - 1)]
+    return AutoencoderClassifier(layers, spec["output"], svm, len(classes)).eval()

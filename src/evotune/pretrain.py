@@ -17,10 +17,11 @@ from pydantic import Field
 
 from evotune.config import apply_overrides, load_yaml, validate_section
 from evotune.data import DataConfig, load_data
+from evotune.data.pipeline import record_pipeline
 from evotune.models import ModelConfig, build_model, save_checkpoint
 from evotune.sections import Section
 from evotune.train.device import resolve_device
-from evotune.train.finetune import TrainSettings, evaluate, fit
+from evotune.train.finetune import TrainSettings, eval_batch_size, evaluate, fit
 
 
 class PretrainSettings(Section):
@@ -49,12 +50,13 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
     return what was measured."""
     settings = config.pretrain
     device = resolve_device(settings.device, "pretrain.device")
-    data = load_data(config.data)
+    data = load_data(config.data, streaming=True)
     torch.manual_seed(settings.seed)
     net = build_model(config.model, data.input_shape, data.num_classes, seed=settings.seed)
     net = net.to(device)
     net.set_trainable([True] * len(net.genes))
-    tensors = {k: (s.x.to(device), s.y.to(device)) for k, s in data.splits().items()}
+    splits = {name: split.to(device) for name, split in data.splits().items()}
+    eval_batch = eval_batch_size(data.input_shape)
     train_settings = TrainSettings(
         epochs=settings.epochs,
         batch_size=settings.batch_size,
@@ -62,12 +64,13 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
         optimizer=settings.optimizer,
         patience=settings.patience,
         restore_best=True,
+        eval_batch_size=eval_batch,
     )
     result = fit(
         net,
         net.trainable_parameters(),
-        tensors["train"],
-        tensors["val"],
+        splits["train"],
+        splits["val"],
         train_settings,
         settings.seed,
     )
@@ -77,8 +80,9 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
         "classes": data.classes,
         "data": config.data.model_dump(mode="json"),
     }
-    if "test" in tensors:
-        measured["test_accuracy"] = evaluate(net, *tensors["test"])[1]
+    if "test" in splits:
+        measured["test_accuracy"] = evaluate(net, splits["test"], eval_batch)[1]
     path = Path(out or settings.out)
-    save_checkpoint(net.cpu(), path, meta={"pretrain": measured})
+    pipeline = record_pipeline(config.data, data.classes, data.input_shape)
+    save_checkpoint(net.cpu(), path, meta={"pretrain": measured, "pipeline": pipeline})
     return {**measured, "path": str(path), "seconds": round(result.seconds, 2)}

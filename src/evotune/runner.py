@@ -249,16 +249,17 @@ def _run_stages(
 
 def _announce(task: Task) -> Task:
     """Say on the console what the data loading noticed (skipped files, a missing test
-    set): it is also kept in summary.json and the report."""
-    for note in task.data_notes():
+    set) and what building the model decided (python: the weights' wrapper, the
+    classifier removed): both are also kept in summary.json."""
+    for note in task.data_notes() + task.model_notes():
         print(f"note: {note}", file=sys.stderr)
     return task
 
 
 def _with_data_notes(task: Task, summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    notes = task.data_notes()
-    if notes:
-        summary = {**summary, "data_notes": notes}
+    notes = {"data_notes": task.data_notes(), "model_notes": task.model_notes()}
+    if any(notes.values()):
+        summary = {**summary, **{k: v for k, v in notes.items() if v}}
         atomic_write_json(run_dir / "summary.json", summary)
     return summary
 

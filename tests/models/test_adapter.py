@@ -104,6 +104,9 @@ def test_config_defaults():
     assert config.model_dump(mode="json") == {
         "backbone": "builtin:small_cnn",
         "weights": "none",
+        "args": {},
+        "classifier": None,
+        "strict": True,
         "granularity": "block",
         "channels": "adapt",
         "resize": None,

@@ -297,3 +297,27 @@ def test_gene_importance_finds_the_gene_that_matters(tmp_path):
     importance = gene_importance(load_run(tmp_path))
     assert max(importance, key=importance.get) == "lr"
     assert importance["lr"] > 0.5 > importance["dropout"] + importance["se_blocks"]
+
+
+def test_streaming_from_disk_gives_the_in_memory_fitness(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["a", "b", "c"]):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            pixels = rng.integers(0, 150, size=(12, 12)) + 50 * k
+            Image.fromarray(pixels.astype(np.uint8), "L").save(tmp_path / name / f"{i}.png")
+
+    def task(in_memory):
+        raw = raw_config(epochs=2, batch_size=4)
+        raw["data"] = {"source": "imagefolder", "path": str(tmp_path), "in_memory": in_memory}
+        config = resolve(raw)
+        return config.task_class.from_config(config)
+
+    memory, disk = task(True), task(False)
+    genomes = np.stack([genome(memory), genome(memory, frozen=2, head_width=8)])
+    seeds = np.array([1, 2])
+    a, b = memory.evaluate(genomes, seeds), disk.evaluate(genomes, seeds)
+    assert disk.cache.misses == 1
+    assert [e.fitness for e in a] == [e.fitness for e in b]

@@ -238,3 +238,63 @@ def test_skipped_files_are_said_on_the_console_and_kept_in_the_summary(tmp_path,
     assert "note: skipped 1 bad file (first: " in capsys.readouterr().err
     notes = json.loads((tmp_path / "run" / "summary.json").read_text())["data_notes"]
     assert len(notes) == 1 and "broken.png" in notes[0]
+
+
+def noise_folder(root, per_class=8, size=12):
+    """RGB noise images, a different mean per class (every pixel matters)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["a", "b", "c"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 150, size=(size, size, 3)) + 50 * k
+            Image.fromarray(pixels.astype(np.uint8), "RGB").save(root / name / f"{i}.png")
+    return root
+
+
+def folder_task(path, in_memory, **fitness):
+    raw = json.loads(json.dumps(BASE))
+    raw["data"] = {
+        "source": "imagefolder",
+        "path": str(path),
+        "in_memory": in_memory,
+        "stream_workers": 1,
+        "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+    }
+    raw["fitness"].update(fitness, batch_size=5)
+    config = resolve(raw)
+    return config.task_class.from_config(config)
+
+
+def test_streaming_from_disk_gives_the_in_memory_fitness(tmp_path):
+    from evotune.data import Split, StreamedSplit
+
+    folder = noise_folder(tmp_path / "images")
+    memory, disk = folder_task(folder, True), folder_task(folder, False)
+    assert isinstance(memory.splits["train"], Split)
+    assert isinstance(disk.splits["train"], StreamedSplit)
+    genomes = np.array(
+        [[1] * 8, [0, 0, 0, 0, 1, 0, 1, 1], [0] * 8],  # whole net; cached prefixes
+        dtype=np.uint8,
+    )
+    seeds = np.array([4, 5, 6])
+    for task in (memory, disk):
+        task.evaluations = task.evaluate(genomes, seeds)
+    assert disk.cache.misses == 2  # the prefixes were computed from streamed batches
+    for a, b in zip(memory.evaluations, disk.evaluations, strict=True):
+        assert a.fitness == b.fitness
+        assert {**a.metrics, "train_seconds": 0} == {**b.metrics, "train_seconds": 0}
+    assert memory.test_metrics(genomes[1], 5) == disk.test_metrics(genomes[1], 5)
+
+
+def test_a_spilled_prefix_cache_gives_the_same_fitness_as_full_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOTUNE_CACHE", str(tmp_path))
+    task = make_task(cache=True, cache_gb=1e-9)  # no entry fits memory: each spills
+    genome = np.array([0, 0, 0, 0, 1, 0, 1, 1], dtype=np.uint8)
+    _, cached, _ = task.train_genome(genome, seed=5)
+    assert task.cache.spills == 2 and task.cache.used(spilled=True) > 0
+    _, plain, _ = task.train_genome(genome, seed=5, use_cache=False)
+    for a, b in zip(cached.history, plain.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+        assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1e-9)

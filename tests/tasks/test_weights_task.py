@@ -270,8 +270,10 @@ def test_cli_run_then_infer_on_generated_images(data_path, tmp_path, capsys):
     assert predicted == ["0", "1", "2"]
     assert main(["infer", str(tmp_path / "run"), str(tmp_path / "missing.png")]) == 2
     assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "ae.safetensors")]) == 0
-    assert read_model(tmp_path / "ae.safetensors")[1].keys() == {"layer1", "layer2"}
-    assert (tmp_path / "ae.svm.npz").is_file()
+    spec, tensors = read_model(tmp_path / "ae.safetensors")  # one file: layers and the SVM
+    assert {"layer1", "layer2", "svm.support_vectors", "svm.dual_coef"} <= tensors.keys()
+    assert spec["pipeline"]["classes"] == spec["classes"]
+    assert not (tmp_path / "ae.svm.npz").exists()
 
 
 def test_module_kind_evolves_an_mlp_with_batched_fitness(data_path, tmp_path):

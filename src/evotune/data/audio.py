@@ -16,7 +16,16 @@ from evotune.data.config import DataConfig, LabelConfig
 from evotune.data.labels import encode, sort_names
 from evotune.data.pattern import compile_pattern
 from evotune.data.raw import ErrorPolicy, Examples, Loaded, existing
-from evotune.data.spectrogram import TOP_DB, SpectrogramParams, spectrograms
+from evotune.data.spectrogram import (
+    TOP_DB,
+    AudioError,
+    SpectrogramParams,
+    cached_spectrograms,
+    read_cached,
+    spectrogram_of_file,
+    spectrograms,
+)
+from evotune.data.stream import FileInputs, decoded_bytes, streams
 from evotune.errors import UserError
 from evotune.paths import cache_dir
 
@@ -33,29 +42,45 @@ class AudioFile:
 def load_audio(config: DataConfig) -> Loaded:
     policy = ErrorPolicy(skip=config.on_error == "skip")
     root = existing(config.path, "folder")
-    params = SpectrogramParams(
-        sample_rate=config.audio.sample_rate,
-        trim_db=config.audio.trim_db,
-        duration=config.audio.duration,
-        pad=config.audio.pad,
-        n_mels=config.audio.n_mels,
-        n_fft=config.audio.n_fft,
-        hop_length=config.audio.hop_length,
-    )
+    params = spectrogram_params(config)
     cache_dir = _cache_dir(config)
-    read = _Reader(params, cache_dir, config.audio.workers, policy, config.label)
-    files, x = read(root)
-    x = scaled(x, config.audio.scale)
-    classes = sort_names(f.label for f in files)
-    loaded = Loaded(data=_examples(files, x, classes, str(root)), classes=classes, origin=str(root))
+    found = list_audio_files(root, config.label, policy)
+    test_root, test_found = None, None
     if config.test_path is not None:
         test_root = existing(config.test_path, "folder", key="data.test_path")
-        test_files, test_x = read(test_root)
-        test_x = scaled(test_x, config.audio.scale)
+        test_found = list_audio_files(test_root, config.label, policy)
+    n = len(found) + len(test_found or [])
+    on_disk = streams(config.in_memory, config.memory_gb, n, params.shape)
+    notes = []
+    if on_disk and cache_dir is None:  # in_memory: auto (false without a cache is refused)
+        on_disk = False
+        notes.append(
+            f"{n} spectrograms take {decoded_bytes(n, params.shape) / 2**30:.1f} GB in memory, "
+            "above data.memory_gb: set data.audio.cache: true to stream them from disk instead"
+        )
+    read = _Reader(params, cache_dir, config.audio.workers, policy, config.audio.scale, on_disk)
+    files, x = read(found)
+    classes = sort_names(f.label for f in files)
+    loaded = Loaded(data=_examples(files, x, classes, str(root)), classes=classes, origin=str(root))
+    if test_root is not None and test_found is not None:
+        test_files, test_x = read(test_found)
         loaded.test = _examples(test_files, test_x, classes, str(test_root))
         loaded.test_origin = str(test_root)
-    loaded.notes = policy.notes()
+    loaded.notes = policy.notes() + notes
     return loaded
+
+
+def spectrogram_params(config: DataConfig) -> SpectrogramParams:
+    audio = config.audio
+    return SpectrogramParams(
+        sample_rate=audio.sample_rate,
+        trim_db=audio.trim_db,
+        duration=audio.duration,
+        pad=audio.pad,
+        n_mels=audio.n_mels,
+        n_fft=audio.n_fft,
+        hop_length=audio.hop_length,
+    )
 
 
 def scaled(db: np.ndarray, scale: str) -> np.ndarray:
@@ -73,19 +98,51 @@ class _Reader:
     cache_dir: Path | None
     workers: int | None
     policy: ErrorPolicy
-    label: LabelConfig
+    scale: str
+    on_disk: bool  # stream from the spectrogram cache instead of stacking them
 
-    def __call__(self, root: Path) -> tuple[list[AudioFile], np.ndarray]:
-        """The labelled files under root that decoded, and their spectrograms stacked."""
-        files = list_audio_files(root, self.label, self.policy)
-        x, done = spectrograms(
-            [f.path for f in files], self.params, self.cache_dir, self.workers, self.policy
-        )
-        if done.all():
-            return files, x
+    def __call__(self, files: list[AudioFile]) -> tuple[list[AudioFile], np.ndarray | FileInputs]:
+        """The files that decoded, and their spectrograms (stacked, or on disk)."""
+        paths = [f.path for f in files]
+        if self.on_disk:
+            assert self.cache_dir is not None
+            entries, done = cached_spectrograms(
+                paths, self.params, self.cache_dir, self.workers, self.policy
+            )
+        else:
+            x, done = spectrograms(paths, self.params, self.cache_dir, self.workers, self.policy)
         kept = [f for f, ok in zip(files, done) if ok]
-        _check_classes_left(files, kept)
-        return kept, x[done]
+        if len(kept) < len(files):
+            _check_classes_left(files, kept)
+        if self.on_disk:
+            cached = [entry for entry, ok in zip(entries, done) if ok]
+            return kept, SpectrogramFiles([f.path for f in kept], cached, self.params, self.scale)
+        return kept, scaled(x if done.all() else x[done], self.scale)
+
+
+class SpectrogramFiles(FileInputs):
+    """Spectrograms read from their cache entries (recomputed when an entry went
+    missing), scaled as in memory: the same values as the in-memory path."""
+
+    def __init__(
+        self, paths: list[Path], entries: list[Path], params: SpectrogramParams, scale: str
+    ) -> None:
+        super().__init__(paths, params.shape)
+        self.entries, self.params, self.scale = list(entries), params, scale
+
+    def read(self, i: int) -> np.ndarray:
+        spectrogram = read_cached(self.entries[i], self.params.shape)
+        if spectrogram is None:
+            spectrogram, problem = spectrogram_of_file(
+                str(self.paths[i]), self.params, str(self.entries[i])
+            )
+            if spectrogram is None:
+                raise AudioError(problem)
+        return scaled(spectrogram, self.scale)
+
+    def subset(self, rows: np.ndarray) -> SpectrogramFiles:
+        paths, entries = [self.paths[i] for i in rows], [self.entries[i] for i in rows]
+        return SpectrogramFiles(paths, entries, self.params, self.scale)
 
 
 def _check_classes_left(files: list[AudioFile], kept: list[AudioFile]) -> None:
@@ -145,7 +202,9 @@ def _audio_files(folder: Path) -> list[Path]:
     )
 
 
-def _examples(files: list[AudioFile], x: np.ndarray, classes: list[str], where: str) -> Examples:
+def _examples(
+    files: list[AudioFile], x: np.ndarray | FileInputs, classes: list[str], where: str
+) -> Examples:
     labels = encode(np.array([f.label for f in files]), classes, where)
     names = files[0].fields.keys() if files else []
     fields = {name: np.array([f.fields[name] for f in files]) for name in names}

@@ -11,6 +11,9 @@ data:
   classes: null              # e.g. [0, 1, 2]: keep these, relabelled 0..k-1 in this order
   max_per_class: null        # few-shot: at most N training examples per class
   on_error: raise            # or skip: skip unreadable files and report how many
+  in_memory: auto            # imagefolder, audio: true | false (stream from disk) | auto
+  memory_gb: 4.0             # auto streams when the decoded examples would exceed this
+  stream_workers: null       # processes reading examples when streaming (DataLoader)
 ```
 """
 
@@ -31,6 +34,9 @@ SOURCE_KEYS = {  # keys that only some sources read: setting them elsewhere is a
     "layout": ("npz",),
     "label": ("audio",),
     "audio": ("audio",),
+    "in_memory": ("imagefolder", "audio"),
+    "memory_gb": ("imagefolder", "audio"),
+    "stream_workers": ("imagefolder", "audio"),
 }
 
 
@@ -135,6 +141,18 @@ class DataConfig(Section):
     )
     max_per_class: int | None = Field(None, ge=1, description="few-shot: training examples cap")
     on_error: Literal["raise", "skip"] = "raise"
+    in_memory: Literal["auto"] | bool = Field(
+        "auto",
+        description="true: decode every example into memory; false: read them from disk "
+        "batch by batch (a DataLoader); auto: false when they would exceed memory_gb",
+    )
+    memory_gb: float = Field(4.0, gt=0, description="in_memory auto: the decoded data's limit")
+    stream_workers: int | None = Field(
+        None,
+        ge=0,
+        description="processes reading examples when streaming; default: "
+        "CPUs - 1, at most 8; 0: read them in the training process",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -160,6 +178,10 @@ class DataConfig(Section):
         carved = self.split.test_fraction is not None or self.split.test_where is not None
         if self.test_path is not None and carved:
             raise ValueError("test_path gives the test set: drop split.test_fraction/test_where")
+        if self.source == "audio" and self.in_memory is False and not self.audio.cache:
+            raise ValueError(
+                "in_memory: false streams spectrograms from their cache: set audio.cache: true"
+            )
         self._check_fields()
         return self
 

@@ -1,17 +1,39 @@
-"""The loaded dataset: train/validation/(test) splits as CPU tensors, plus class names."""
+"""The loaded dataset: train/validation/(test) splits, plus class names.
+
+A split is what training reads: (x, y) batches for an order of example indices
+(`Batches`). `Split` holds its inputs as one tensor; `stream.StreamedSplit` reads them
+from disk batch by batch (`data.in_memory`), with the same batches for the same order.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from evotune.data.stream import StreamedSplit
+
+
+class Batches(Protocol):
+    """Labelled examples read in batches: a `Split`, a `StreamedSplit`, or cached
+    activations. `y` holds every label, on the device the batches go to."""
+
+    y: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, order: torch.Tensor | None, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 @dataclass
 class Split:
-    """One split. x: float32 (N, C, H, W) (images in [0, 1], spectrograms in dB);
-    y: int64 (N,) labels 0..k-1; groups: the `split.group_by` value per example."""
+    """One split in memory. x: float32 (N, C, H, W) (images in [0, 1], spectrograms in
+    dB); y: int64 (N,) labels 0..k-1; groups: the `split.group_by` value per example."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -22,16 +44,33 @@ class Split:
 
     def counts(self, n_classes: int) -> list[int]:
         """Examples per label, 0..n_classes-1."""
-        return torch.bincount(self.y, minlength=n_classes).tolist()
+        return torch.bincount(self.y.cpu(), minlength=n_classes).tolist()
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device), self.groups)
+
+    def batches(
+        self, order: torch.Tensor | None, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) for each run of `batch_size` indices of `order` (None: 0..n-1). Each
+        batch is gathered into a new tensor, as a streamed batch is stacked, and sent to
+        the labels' device (x may stay on the CPU, e.g. memory-mapped activations)."""
+        n = len(self)
+        index = torch.arange(n) if order is None else order
+        index = index.to(self.x.device)
+        for start in range(0, len(index), batch_size):
+            rows = index[start : start + batch_size]
+            x = self.x.index_select(0, rows).to(self.y.device, non_blocking=True)
+            yield x, self.y.index_select(0, rows.to(self.y.device))
 
 
 @dataclass
 class Dataset:
-    """What `load_data` returns. Tasks move the tensors to their device."""
+    """What `load_data` returns. Tasks move the splits to their device (`split.to`)."""
 
-    train: Split
-    val: Split
-    test: Split | None
+    train: Split | StreamedSplit
+    val: Split | StreamedSplit
+    test: Split | StreamedSplit | None
     classes: list[str]  # class names; index = label
     input_shape: tuple[int, int, int]  # (C, H, W)
     notes: list[str]  # things the user should hear about, e.g. skipped files
@@ -40,7 +79,7 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def splits(self) -> dict[str, Split]:
+    def splits(self) -> dict[str, Split | StreamedSplit]:
         named = {"train": self.train, "val": self.val}
         return named if self.test is None else {**named, "test": self.test}
 

@@ -2,7 +2,8 @@
 
 Class names are the sub-folder names, sorted (numeric names in numeric order).
 `color`: gray or rgb (default gray when every image is single-channel). Without
-`image_size` every image must have the same size.
+`image_size` every image must have the same size. Images are decoded into memory, or,
+when `data.in_memory` says so, kept on disk and read batch by batch (`ImageFiles`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image
 from evotune.data.config import DataConfig
 from evotune.data.labels import sort_names
 from evotune.data.raw import ErrorPolicy, Examples, Loaded, existing
+from evotune.data.stream import FileInputs, streams
 from evotune.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -45,13 +47,16 @@ def load_imagefolder(config: DataConfig) -> Loaded:
     everything = train + (test or [])
     color = config.color or ("gray" if all(i.mode in GRAY_MODES for i in everything) else "rgb")
     size = tuple(config.image_size) if config.image_size else _common_size(everything, root)
+    item_shape = (1 if color == "gray" else 3, *size)
+    on_disk = streams(config.in_memory, config.memory_gb, len(everything), item_shape)
+    read = _files if on_disk else _decode
     loaded = Loaded(
-        data=_decode(train, train_files, classes, color, size, policy),
+        data=read(train, train_files, classes, color, size, policy),
         classes=classes,
         origin=str(root),
     )
     if test is not None and test_files is not None:
-        loaded.test = _decode(test, test_files, classes, color, size, policy)
+        loaded.test = read(test, test_files, classes, color, size, policy)
         loaded.test_origin = str(config.test_path)
     loaded.notes = policy.notes()
     return loaded
@@ -130,6 +135,37 @@ def _decode(
     channels = 1 if color == "gray" else 3
     x = np.stack(arrays) if arrays else np.zeros((0, channels, *size), dtype=np.float32)
     return Examples(x=x, labels=np.asarray(labels, dtype=np.int64))
+
+
+def _files(
+    images: list[_Image],
+    files: list[tuple[Path, str]],
+    classes: list[str],
+    color: str,
+    size: tuple[int, int],
+    policy: ErrorPolicy,
+) -> Examples:
+    """The images kept on disk, checked from their headers only (damaged pixel data
+    shows when a batch reads it)."""
+    labels = [classes.index(item.class_name) for item in images]
+    _check_classes_left(files, labels, classes)
+    x = ImageFiles([item.path for item in images], color, size)
+    return Examples(x=x, labels=np.asarray(labels, dtype=np.int64))
+
+
+class ImageFiles(FileInputs):
+    """Image files read with `to_array`, the in-memory path's decoder."""
+
+    def __init__(self, paths: list[Path], color: str, size: tuple[int, int]) -> None:
+        super().__init__(paths, (1 if color == "gray" else 3, *size))
+        self.color, self.size = color, tuple(size)
+
+    def read(self, i: int) -> np.ndarray:
+        with Image.open(self.paths[i]) as image:
+            return to_array(image, color=self.color, size=self.size)
+
+    def subset(self, rows: np.ndarray) -> ImageFiles:
+        return ImageFiles([self.paths[i] for i in rows], self.color, self.size)
 
 
 def _check_classes_left(files: list[tuple[Path, str]], labels: list[int], classes: list[str]):

@@ -16,6 +16,7 @@ from evotune.data.imagefolder import load_imagefolder
 from evotune.data.npz import load_npz
 from evotune.data.raw import Examples, Loaded
 from evotune.data.splits import cap_per_class, holdout, where
+from evotune.data.stream import FileInputs, StreamedSplit, decoded_bytes
 from evotune.errors import UserError, did_you_mean
 
 SOURCES: dict[str, Callable[[DataConfig], Loaded]] = {
@@ -28,8 +29,12 @@ SOURCES: dict[str, Callable[[DataConfig], Loaded]] = {
 _TEST, _VAL, _CAP = 0, 1, 2  # stages: each draws its own seed from split.seed
 
 
-def load_data(config: DataConfig) -> Dataset:
-    """Load, subset and split the data a `data:` section describes (CPU tensors)."""
+def load_data(config: DataConfig, streaming: bool = False) -> Dataset:
+    """Load, subset and split the data a `data:` section describes (on the CPU).
+
+    `streaming`: the caller trains from `Batches` and can take a `StreamedSplit`, which
+    a source hands over when `data.in_memory` keeps its examples on disk; otherwise
+    they are decoded into memory here (or refused when `in_memory` is false)."""
     loaded = SOURCES[config.source](config)
     if config.classes is not None:
         select_classes(loaded, config.classes)
@@ -38,15 +43,41 @@ def load_data(config: DataConfig) -> Dataset:
     train, val = _validation_split(pool, loaded, config)
     if config.max_per_class is not None:
         train = train.take(cap_per_class(train.labels, config.max_per_class, _seed(config, _CAP)))
-    group_by = config.split.group_by
+    parts = {"train": train, "val": val} | ({} if test is None else {"test": test})
+    notes = loaded.notes + _where_inputs_live(parts, config, streaming)
+    splits = {
+        name: to_split(part, config.split.group_by, streaming, config.stream_workers)
+        for name, part in parts.items()
+    }
     return Dataset(
-        train=to_split(train, group_by),
-        val=to_split(val, group_by),
-        test=None if test is None else to_split(test, group_by),
+        train=splits["train"],
+        val=splits["val"],
+        test=splits.get("test"),
         classes=loaded.classes,
         input_shape=train.input_shape,
-        notes=loaded.notes,
+        notes=notes,
     )
+
+
+def _where_inputs_live(
+    parts: dict[str, Examples], config: DataConfig, streaming: bool
+) -> list[str]:
+    """A note when the examples stream from disk or, too large for data.memory_gb,
+    are decoded into memory all the same; an error when in_memory: false cannot hold."""
+    lazy = [p for p in parts.values() if isinstance(p.x, FileInputs)]
+    if not lazy:
+        return []
+    n = sum(len(p) for p in lazy)
+    size = f"{decoded_bytes(n, lazy[0].input_shape) / 2**30:.1f} GB decoded"
+    if streaming:
+        why = "data.in_memory: false" if config.in_memory is False else "above data.memory_gb"
+        return [f"streaming {n} examples from disk ({size}; {why})"]
+    if config.in_memory is False:
+        raise UserError(
+            "data.in_memory: false, but this command needs its data in memory (only the "
+            "layers and hparams tasks and pretrain stream it); use in_memory: auto or true"
+        )
+    return [f"decoding {n} examples into memory ({size}, above data.memory_gb)"]
 
 
 def _check_two_classes(loaded: Loaded) -> None:
@@ -146,9 +177,20 @@ def _seed(config: DataConfig, stage: int) -> int:
     return int(np.random.SeedSequence([config.split.seed, stage]).generate_state(1)[0])
 
 
-def to_split(examples: Examples, group_by: str | None) -> Split:
-    """Examples as CPU tensors (float32 x, int64 y), sharing memory with the arrays."""
-    x = torch.from_numpy(np.ascontiguousarray(examples.inputs(), dtype=np.float32))
+def to_split(
+    examples: Examples,
+    group_by: str | None,
+    streaming: bool = False,
+    workers: int | None = None,
+) -> Split | StreamedSplit:
+    """Examples as CPU tensors (float32 x, int64 y), sharing memory with the arrays; or,
+    for examples on disk and a caller that can stream them, a `StreamedSplit`."""
+    inputs = examples.inputs()
     y = torch.from_numpy(np.ascontiguousarray(examples.labels, dtype=np.int64))
     groups = None if group_by is None else examples.fields[group_by].tolist()
+    if isinstance(inputs, FileInputs):
+        if streaming:
+            return StreamedSplit(inputs, y, groups, workers)
+        inputs = inputs.decode_all()
+    x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
     return Split(x=x, y=y, groups=groups)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evotune.data.stream import FileInputs
 from evotune.errors import UserError
 
 
@@ -18,9 +19,10 @@ class Examples:
     """A set of examples: inputs, label indices and optional per-example string fields.
 
     Subsets share `x` and only record which of its rows they hold, so splitting a large
-    dataset in several steps copies the inputs once, at the end (`inputs()`)."""
+    dataset in several steps copies the inputs once, at the end (`inputs()`). `x` is
+    decoded (an array) or, for data that streams from disk, the files to read."""
 
-    x: np.ndarray  # float32 (M, C, H, W), possibly shared with other subsets
+    x: np.ndarray | FileInputs  # float32 (M, C, H, W), possibly shared with other subsets
     labels: np.ndarray  # int64 (N,), indices into the source's class list
     fields: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. {"speaker": ...}
     rows: np.ndarray | None = None  # the rows of x these examples are; None: all of them
@@ -42,9 +44,11 @@ class Examples:
             rows=rows[index],
         )
 
-    def inputs(self) -> np.ndarray:
+    def inputs(self) -> np.ndarray | FileInputs:
         """x of these examples only (a copy unless they are all of x, in order)."""
-        return self.x if self.rows is None else self.x[self.rows]
+        if self.rows is None:
+            return self.x
+        return self.x.subset(self.rows) if isinstance(self.x, FileInputs) else self.x[self.rows]
 
 
 @dataclass

@@ -135,15 +135,8 @@ def spectrograms(
     out = np.zeros((len(paths), *params.shape), dtype=np.float32)  # filled in place
     done = np.zeros(len(paths), dtype=bool)
     jobs: list[tuple[int, str | None]] = []  # (index, cache file) still to compute
-    salt = params.salt()
-    for i, path in enumerate(paths):
-        cache_file = None
-        if cache_dir is not None:
-            try:
-                cache_file = cache_dir / f"{cache_key(path.read_bytes(), salt)}.npy"
-            except OSError as err:
-                policy.bad_file(path, f"unreadable file ({err})")
-                continue
+    for i, cache_file in _cache_files(paths, params, cache_dir, policy):
+        if cache_file is not None:
             cached = read_cached(cache_file, params.shape)
             if cached is not None:
                 out[i], done[i] = cached, True
@@ -156,6 +149,52 @@ def spectrograms(
         else:
             out[i], done[i] = spectrogram, True
     return out, done
+
+
+def cached_spectrograms(
+    paths: list[Path],
+    params: SpectrogramParams,
+    cache_dir: Path,
+    workers: int | None,
+    policy: ErrorPolicy,
+    chunk: int = 512,
+) -> tuple[list[Path], np.ndarray]:
+    """Make sure the cache holds every file's spectrogram, computing the missing ones
+    `chunk` files at a time (never all in memory: the data streams from the cache);
+    returns each file's cache entry and a mask of the files that decoded."""
+    entries = [Path()] * len(paths)
+    done = np.zeros(len(paths), dtype=bool)
+    jobs: list[int] = []
+    for i, cache_file in _cache_files(paths, params, cache_dir, policy):
+        entries[i] = cache_file
+        if cache_file.is_file():
+            done[i] = True
+        else:
+            jobs.append(i)
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        computed = _compute([(str(paths[i]), str(entries[i])) for i in part], params, workers)
+        for i, (_, problem) in zip(part, computed):
+            if problem is not None:
+                policy.bad_file(paths[i], problem)
+            else:
+                done[i] = True
+    return entries, done
+
+
+def _cache_files(
+    paths: list[Path], params: SpectrogramParams, cache_dir: Path | None, policy: ErrorPolicy
+) -> list[tuple[int, Path | None]]:
+    """(index, cache entry or None without a cache) of every file that can be read."""
+    if cache_dir is None:
+        return [(i, None) for i in range(len(paths))]
+    salt, found = params.salt(), []
+    for i, path in enumerate(paths):
+        try:
+            found.append((i, cache_dir / f"{cache_key(path.read_bytes(), salt)}.npy"))
+        except OSError as err:
+            policy.bad_file(path, f"unreadable file ({err})")
+    return found
 
 
 def _compute(

@@ -25,6 +25,7 @@ from evotune.engine.problem import Evaluation, Problem
 from evotune.errors import UserError
 from evotune.executors.guard import describe, evaluate_guarded, failed
 from evotune.executors.local import chunk_size
+from evotune.usercode import file_modules
 
 INSTALL_HINT = "pip install 'evotune[ray]'"
 
@@ -97,6 +98,12 @@ class RayExecutor:
     def share(self, problem: Problem) -> Any:
         """The task's ObjectRef: put into the object store once per run."""
         if self._shared is None or self._shared[0] is not problem:
+            import ray.cloudpickle
+
+            # modules run from a config's file (python: backbones) have made-up names
+            # that workers cannot import: their classes travel by value
+            for module in file_modules():
+                ray.cloudpickle.register_pickle_by_value(module)
             self._shared = (problem, self.ray.put(problem))
         return self._shared[1]
 

@@ -1,4 +1,4 @@
-"""Backbones cut into genes: the zoo (torchvision, timm, builtin, file), the input
+"""Backbones cut into genes: the zoo (torchvision, timm, builtin, file, python), the input
 adapter, the new head, surgery (truncation, SE blocks) and per-gene freezing.
 
     net = build_model(ModelConfig(backbone="torchvision:resnet50"), (1, 28, 28), 10, seed=0)
@@ -6,7 +6,14 @@ adapter, the new head, surgery (truncation, SE blocks) and per-gene freezing.
     optimizer = torch.optim.Adam(net.trainable_parameters(), lr=1e-4)
 """
 
-from evotune.models.build import build_model, gene_counts, resolve_backbone
+from evotune.models.build import (
+    build_model,
+    gene_counts,
+    gene_listing,
+    names_one_model,
+    preview_net,
+    resolve_backbone,
+)
 from evotune.models.checkpoint import load_checkpoint, read_spec, save_checkpoint
 from evotune.models.config import ModelConfig
 from evotune.models.genes import GRANULARITIES, LayerGene
@@ -20,7 +27,10 @@ __all__ = [
     "TransferNet",
     "build_model",
     "gene_counts",
+    "gene_listing",
     "list_models",
+    "names_one_model",
+    "preview_net",
     "load_checkpoint",
     "read_spec",
     "resolve_backbone",

@@ -10,6 +10,7 @@ from evotune.errors import UserError
 from evotune.models.adapter import InputAdapter
 from evotune.models.config import ModelConfig
 from evotune.models.head import GlobalPool, make_head
+from evotune.models.kinds import BackboneRequest
 from evotune.models.net import TransferNet
 from evotune.models.stages import Backbone, BackboneStage
 from evotune.models.surgery import insert_se, refit_stage, trace_shapes, truncate
@@ -22,12 +23,12 @@ def assemble(
     num_classes: int,
     device: str | torch.device = "cpu",
 ) -> TransferNet:
-    """Build a torchvision/timm/builtin backbone (not file:) on `device`."""
+    """Build a backbone of a kind that creates one (not file:) on `device`."""
     channels, height, width = input_shape
     out_channels = channels if config.channels == "keep" else 3
     with torch.device(device):
         size = config.resize or (height, width)
-        backbone = create_backbone(config.kind, config.name, config.weights, out_channels, size)
+        backbone = create_backbone(BackboneRequest(config, out_channels, size))
         adapter = InputAdapter(
             channels,
             config.channels,
@@ -51,6 +52,7 @@ def assemble(
             call_order=order,
         )
     net.config = config
+    net.notes = list(backbone.notes)
     return net.train()
 
 
@@ -66,7 +68,8 @@ def _surgery(
     if (config.truncate is not None or config.se_blocks) and not backbone.surgery:
         raise UserError(
             f"model: {config.backbone} does not support truncate or se_blocks "
-            "(supported: torchvision CNNs and builtin backbones)"
+            "(supported: torchvision CNNs, builtin backbones and python: models whose "
+            "forward can be cut into stages)"
         )
     if config.truncate is not None:
         stages, refits = truncate(stages, config.truncate)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
+from pydantic import ValidationError
 
+# Kinds register themselves when imported: these two are imported for that (the zoo's
+# kinds come with assemble), so that every kind is known once evotune.models is.
+import evotune.models.checkpoint  # noqa: F401
+import evotune.models.python_kind  # noqa: F401
 from evotune.errors import UserError, did_you_mean
 from evotune.models.assemble import assemble
-from evotune.models.checkpoint import build_from_checkpoint, load_checkpoint
 from evotune.models.config import ModelConfig
+from evotune.models.genes import GRANULARITIES
+from evotune.models.kinds import KINDS, get_kind
 from evotune.models.net import TransferNet
 from evotune.models.zoo import list_models
 
@@ -29,8 +33,9 @@ def build_model(
         raise UserError(f"the model needs at least 1 class, got {num_classes}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if config.kind == "file":
-            return build_from_checkpoint(config, shape, num_classes)
+        kind = get_kind(config.kind)
+        if kind.build is not None:  # file: restores a whole network
+            return kind.build(config, shape, num_classes)
         return assemble(config, shape, num_classes)
 
 
@@ -55,18 +60,46 @@ def resolve_backbone(name: str) -> str:
 def gene_counts(name: str) -> dict[str, int]:
     """Genes per granularity of a backbone (built with `weights: none`, on the meta
     device when possible, so even the largest models cost no memory)."""
-    config = ModelConfig(backbone=resolve_backbone(name))
-    if config.kind == "file":
-        net = load_checkpoint(Path(config.name))[0]
-    else:
-        net = _build_cheaply(config)
-    return {g: len(net.genes_for(g)) for g in ("leaf", "block", "stage")}
+    net = preview_net(name)
+    return {g: len(net.genes_for(g)) for g in GRANULARITIES}
+
+
+def preview_net(name: str) -> TransferNet:
+    """The backbone `name` as a net for 3 x 32 x 32 inputs and 2 classes, with no
+    weights (a `file:` checkpoint: its own net), to list its genes."""
+    try:
+        config = ModelConfig(backbone=resolve_backbone(name))
+    except ValidationError as err:
+        raise UserError(f"model.backbone: {err.errors()[0]['msg']}") from None
+    kind = get_kind(config.kind)
+    return kind.preview(config.name) if kind.preview else _build_cheaply(config)
 
 
 def _build_cheaply(config: ModelConfig) -> TransferNet:
     try:
         return assemble(config, (3, 32, 32), 2, device="meta")
-    except UserError:
-        raise
-    except Exception:  # an op without a meta kernel: build for real
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: build for real
+        # (a python: model's own code may fail on meta tensors with what reads as bad
+        # input; for real bad input the real build raises the same UserError again)
         return assemble(config, (3, 32, 32), 2)
+
+
+def names_one_model(pattern: str) -> bool:
+    """True for `file:PATH` and `python:MODULE:FACTORY`: kinds with no names to browse,
+    whose pattern is the model itself."""
+    kind = KINDS.get(pattern.partition(":")[0])
+    return kind is not None and kind.names is None
+
+
+def gene_listing(name: str, granularity: str | None) -> list[str]:
+    """`evotune models NAME --genes` for one model: its gene counts, what building it
+    decided (the classifier removed, ...) and, for `granularity`, each gene."""
+    net = preview_net(name)
+    counts = "  ".join(f"{g} {len(net.genes_for(g))}" for g in GRANULARITIES)
+    lines = [f"{name}  {counts}", *(f"  {note}" for note in net.notes)]
+    if granularity is not None:
+        genes = net.genes_for(granularity)
+        width = max(len(g.name) for g in genes)
+        lines.append(f"{granularity} genes (index, name, parameters):")
+        lines += [f"  {i:>4}  {g.name:<{width}}  {g.n_params:>10,}" for i, g in enumerate(genes)]
+    return lines

@@ -19,6 +19,7 @@ from evotune.engine.state import atomic_write_json, default_file_mode
 from evotune.errors import UserError
 from evotune.models.assemble import assemble
 from evotune.models.config import ModelConfig
+from evotune.models.kinds import BackboneKind, get_kind, register_kind
 from evotune.models.net import TransferNet
 
 FORMAT = "evotune-model"
@@ -31,13 +32,20 @@ def save_checkpoint(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
     spec = {
         "format": FORMAT,
         "version": VERSION,
-        "model": net.config.model_copy(update={"weights": "none"}).model_dump(mode="json"),
+        "model": portable_config(net.config).model_dump(mode="json"),
         "weights_source": net.config.weights,
         "input_shape": list(net.input_shape),
         "num_classes": _num_classes(net),
         "meta": meta,
     }
     write_safetensors(net, path, {FORMAT: json.dumps(spec)})
+
+
+def portable_config(config: ModelConfig) -> ModelConfig:
+    """The config a checkpoint records: no weights (it holds them), and the backbone as
+    its kind writes it for use elsewhere (python: a module file's absolute path)."""
+    backbone = get_kind(config.kind).portable(config.backbone)
+    return config.model_copy(update={"weights": "none", "backbone": backbone})
 
 
 def export_model(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
@@ -124,6 +132,8 @@ def build_from_checkpoint(
     merged = config.model_copy(
         update={
             "backbone": base.backbone,
+            "args": base.args,  # python: the factory's arguments and classifier
+            "classifier": base.classifier,
             "truncate": keep,
             "se_blocks": base.se_blocks or config.se_blocks,
         }
@@ -158,3 +168,13 @@ def _copy(src: nn.Module | None, dst: nn.Module) -> bool:
         return False
     dst.load_state_dict(have)
     return True
+
+
+register_kind(
+    BackboneKind(
+        "file",
+        "file:<checkpoint>",
+        build=build_from_checkpoint,
+        preview=lambda name: load_checkpoint(Path(name))[0],
+    )
+)

@@ -66,10 +66,13 @@ def leaf_table(
             continue
         owners = _owners(stage)
         root = getattr(stage, "gene_root", None)  # timm: name leaves inside the model
+        # python: stages carry their leaves' labels, keyed inside the stage, so that
+        # they survive surgery that renumbers the stages (SE blocks)
+        own: dict[str, tuple[str, str]] = getattr(stage, "gene_labels", {})
         for reg, (rel, module) in enumerate(owners):
             full = f"stages.{s}.{rel}" if rel else f"stages.{s}"
             display = _display(names[s], rel, len(owners), root)
-            block, group = (labels or {}).get(full, (names[s], groups[s]))
+            block, group = (labels or {}).get(full) or own.get(rel) or (names[s], groups[s])
             key = (s, float(rank.get(id(module), float("inf"))), reg)
             leaves.append((key, Leaf(full, s, display, block, group)))
     return [leaf for _, leaf in sorted(leaves, key=lambda kv: kv[0])]

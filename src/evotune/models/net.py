@@ -65,6 +65,7 @@ class TransferNet(nn.Module):
         self.granularity = granularity
         self.config: Any = None  # the resolved ModelConfig (set by build_model)
         self.source: dict[str, Any] = {}  # file: backbones: checkpoint, meta, fresh parts
+        self.notes: list[str] = []  # what building it decided (weights found, classifier cut)
         self._eval_bn: list[nn.Module] = self._backbone_batchnorms() if batchnorm == "eval" else []
         self._frozen_stages: list[int] = []
         order = self._forward_order() if call_order is None else call_order
@@ -201,4 +202,5 @@ class TransferNet(nn.Module):
             "feature_dim": self.feature_dim,
             "parameters": sum(p.numel() for p in self.parameters()),
             "trainable": self.count_trainable(),
+            **({"notes": self.notes} if self.notes else {}),
         }

@@ -1,7 +1,8 @@
-"""Where backbones come from: torchvision, timm, evotune's builtins (file: is checkpoint.py).
+"""Where backbones come from: torchvision, timm, evotune's builtins (file: is
+checkpoint.py, python: python_kind.py), each registered as a kind in `kinds.KINDS`.
 
 `create_backbone` returns the backbone with its weights loaded and already cut into
-stages; `list_models` is the registry users browse (`evotune models 'res*'`).
+stages; `list_models` is what users browse (`evotune models 'res*'`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from torch import nn
 
 from evotune.errors import UserError, did_you_mean
 from evotune.models.builtin import BUILTINS
+from evotune.models.kinds import KINDS, BackboneKind, BackboneRequest, get_kind, register_kind
 from evotune.models.stages import HEAD_CHILDREN, Backbone, split_torchvision
+from evotune.models.timm_zoo import create_timm
 from evotune.models.weights import (
     download_guard,
     is_file_spec,
@@ -44,9 +47,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
     A pattern without a 'kind:' prefix matches the bare model name of every kind.
     """
-    names = [f"torchvision:{n}" for n in torchvision_names()]
-    names += [f"builtin:{n}" for n in sorted(BUILTINS)]
-    names += [f"timm:{n}" for n in timm_names()]
+    names = [f"{k.name}:{n}" for k in KINDS.values() if k.names is not None for n in k.names()]
     if ":" in pattern:
         return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return [n for n in names if fnmatch.fnmatchcase(n.partition(":")[2], pattern)]
@@ -59,29 +60,19 @@ def _unknown(kind: str, name: str, known: list[str]) -> UserError:
     )
 
 
-def create_backbone(
-    kind: str, name: str, weights: str, in_channels: int, size: tuple[int, int]
-) -> Backbone:
-    """The backbone `kind:name` with `weights` loaded, cut into stages.
-
-    `in_channels` is what the adapter hands over (3 unless `channels: keep`) and `size`
-    the spatial size it hands over (only builtin:mlp depends on it).
-    """
-    if kind == "builtin":
-        return _builtin(name, weights, in_channels, size)
-    if kind == "torchvision":
-        return _torchvision(name, weights, in_channels)
-    if kind == "timm":
-        from evotune.models.timm_zoo import create_timm
-
-        return create_timm(name, weights, in_channels)
-    raise UserError(f"model.backbone: unknown kind {kind!r}")
+def create_backbone(request: BackboneRequest) -> Backbone:
+    """The backbone `model.backbone` names, with `model.weights` loaded, cut into stages."""
+    kind = get_kind(request.config.kind)
+    if kind.create is None:
+        raise ValueError(f"backbone kind {kind.name!r} builds whole networks, not backbones")
+    return kind.create(request)
 
 
-def _builtin(name: str, weights: str, in_channels: int, size: tuple[int, int]) -> Backbone:
+def _builtin(request: BackboneRequest) -> Backbone:
+    name, weights = request.config.name, request.config.weights
     if name not in BUILTINS:
         raise _unknown("builtin", name, sorted(BUILTINS))
-    backbone = BUILTINS[name](in_channels, size)
+    backbone = BUILTINS[name](request.in_channels, request.size)
     if weights == "DEFAULT" or (weights != "none" and not is_file_spec(weights)):
         raise UserError(
             f"model.weights: builtin:{name} has no named pretrained weights; use none, a local "
@@ -93,9 +84,10 @@ def _builtin(name: str, weights: str, in_channels: int, size: tuple[int, int]) -
     return backbone
 
 
-def _torchvision(name: str, weights: str, in_channels: int) -> Backbone:
+def _torchvision(request: BackboneRequest) -> Backbone:
     import torchvision.models as tvm
 
+    name, weights, in_channels = request.config.name, request.config.weights, request.in_channels
     if name not in torchvision_names():
         raise _unknown("torchvision", name, torchvision_names())
     if in_channels != 3:
@@ -121,3 +113,17 @@ def _torchvision(name: str, weights: str, in_channels: int) -> Backbone:
 def _head_prefixes(net: nn.Module) -> list[str]:
     """State-dict prefixes of the classifier: a weights file may lack it or differ there."""
     return [f"{n}." for n, _ in net.named_children() if n in HEAD_CHILDREN]
+
+
+def _timm(request: BackboneRequest) -> Backbone:
+    return create_timm(request.config.name, request.config.weights, request.in_channels)
+
+
+# Registration order is the order `resolve_backbone` tries a bare name in.
+register_kind(
+    BackboneKind("torchvision", "torchvision:<name>", create=_torchvision, names=torchvision_names)
+)
+register_kind(
+    BackboneKind("builtin", "builtin:<name>", create=_builtin, names=lambda: sorted(BUILTINS))
+)
+register_kind(BackboneKind("timm", "timm:<name>", create=_timm, names=timm_names))

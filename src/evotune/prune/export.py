@@ -26,7 +26,7 @@ from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet
 from evotune.models.assemble import assemble
-from evotune.models.checkpoint import write_safetensors
+from evotune.models.checkpoint import portable_config, write_safetensors
 from evotune.train.maskedhead import Head
 from evotune.train.popheads import train_heads
 
@@ -144,7 +144,7 @@ def save_pruned(net: TransferNet, path: Path, meta: dict[str, Any]) -> None:
     head: PrunedHead = net.head
     spec = {
         "format": FORMAT,
-        "model": net.config.model_copy(update={"weights": "none"}).model_dump(mode="json"),
+        "model": portable_config(net.config).model_dump(mode="json"),
         "input_shape": list(net.input_shape),
         "head": [len(head.inputs), head.fc1.out_features, head.fc2.out_features],
         "meta": meta,

@@ -44,9 +44,15 @@ def to_range(splits: dict[str, torch.Tensor], low: float, high: float) -> dict[s
     """Every split mapped by the affine map taking the training inputs' 1st-99th
     percentiles to [low, high] (a frozen image backbone expects its own input range;
     a log-mel spectrogram in dB is far outside it)."""
-    lo, hi = torch.quantile(_sample(splits["train"]), torch.tensor([0.01, 0.99]))
-    scale = (high - low) / (hi - lo).clamp_min(1e-12)
+    lo, scale = range_map(splits["train"], low, high)
     return {k: (v - lo) * scale + low for k, v in splits.items()}
+
+
+def range_map(train: torch.Tensor, low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, scale) of `to_range`: x' = (x - lo) * scale + low (an exported model
+    records them, so that new data is mapped exactly as the run's was)."""
+    lo, hi = torch.quantile(_sample(train), torch.tensor([0.01, 0.99]))
+    return lo, (high - low) / (hi - lo).clamp_min(1e-12)
 
 
 def _sample(x: torch.Tensor, n: int = 1_000_000) -> torch.Tensor:

@@ -66,6 +66,12 @@ class Task(ABC):
         summary.json (`data_notes`) and the report."""
         return list(getattr(getattr(self, "data", None), "notes", []))
 
+    def model_notes(self) -> list[str]:
+        """What building the backbone decided (a python: model's weights wrapper and
+        removed classifier, how it was cut), for the console and summary.json."""
+        net = getattr(self, "template", None) or getattr(self, "net", None)
+        return list(getattr(net, "notes", []))
+
     def setup_process(self) -> None:
         """Called in every process that evaluates this task (the run's own, each Ray
         worker) before it does: torch's thread count and kernels set from the config

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from evotune.data import DataConfig, Dataset, load_data
+from evotune.data import Batches, DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
 from evotune.errors import UserError
 from evotune.executors.guard import describe, failed
@@ -37,7 +37,7 @@ from evotune.sections import Section
 from evotune.tasks.base import Task
 from evotune.tasks.hparams_space import GeneRanges, Plan, build_space, decode, encode
 from evotune.train.device import resolve_device
-from evotune.train.finetune import TrainingRun, TrainSettings, test_split_metrics
+from evotune.train.finetune import TrainingRun, TrainSettings, eval_batch_size, test_split_metrics
 from evotune.train.halving import Reached, rungs, successive_halving
 from evotune.train.prefix_cache import PrefixCache, Suffix
 
@@ -65,7 +65,9 @@ class HparamsFitness(Section):
     eta: int = Field(3, ge=2, description="successive halving: keep 1/eta, epochs x eta")
     device: str = "auto"
     cache: bool = Field(True, description="cache frozen-prefix activations")
-    cache_gb: float = Field(2.0, gt=0, description="memory budget of the prefix cache")
+    cache_gb: float = Field(
+        2.0, gt=0, description="memory budget of the prefix cache; larger entries spill to disk"
+    )
     threads: int | None = Field(
         None,
         ge=1,
@@ -130,10 +132,11 @@ class HparamsTask(Task):
         self.whole_generation = halving  # halving ranks the generation's genomes together
         self.genomes_per_call = None if halving else 1
         self.budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
-        self.tensors = {k: (s.x.to(device), s.y.to(device)) for k, s in data.splits().items()}
-        inputs = {k: self.tensors[k][0] for k in ("train", "val")}
-        budget = fitness.cache_gb * 2**30
-        self.cache = PrefixCache(template, inputs, budget) if fitness.cache else None
+        self.splits = {name: split.to(device) for name, split in data.splits().items()}
+        self.eval_batch = eval_batch_size(data.input_shape)
+        inputs = {k: self.splits[k] for k in ("train", "val")}
+        budget, chunk = fitness.cache_gb * 2**30, min(512, self.eval_batch)
+        self.cache = PrefixCache(template, inputs, budget, chunk) if fitness.cache else None
 
     @classmethod
     def objectives_for(cls, config: Any) -> tuple[Objective, ...]:
@@ -141,7 +144,7 @@ class HparamsTask(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> HparamsTask:
-        data = load_data(config.data)
+        data = load_data(config.data, streaming=True)
         # The template has no SE blocks and a plain head: each genome adds its own.
         base = config.model.model_copy(update={"se_blocks": False, "head_hidden": None})
         template = build_model(base, data.input_shape, data.num_classes, seed=config.search.seed)
@@ -237,19 +240,20 @@ class HparamsTask(Task):
         """A training run of the planned network (from the frozen prefix's cached
         activations when there are any), the network, and its trainable parameters."""
         net, trainable = self.build_net(plan, seed)
-        model, xs = self._inputs(net)
-        train = (xs["train"], self.tensors["train"][1])
-        val = (xs["val"], self.tensors["val"][1])
+        model, splits = self._inputs(net)
         settings = self.settings(plan, restore_best)
-        run = TrainingRun(model, net.trainable_parameters(), train, val, settings, seed)
+        params = net.trainable_parameters()
+        run = TrainingRun(model, params, splits["train"], splits["val"], settings, seed)
         return run, net, trainable
 
-    def _inputs(self, net: TransferNet) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    def _inputs(self, net: TransferNet) -> tuple[torch.nn.Module, dict[str, Batches]]:
+        """The model to train and its data: from the frozen prefix's cached activations
+        when there are any, else the whole net on the data."""
         start = net.frozen_prefix() if self.cache is not None else 0
         same = net.stage_names[:start] == self.template.stage_names[:start]
         cached = self.cache.get(start) if start > 0 and same else None
         if cached is None:
-            return net, {k: self.tensors[k][0] for k in ("train", "val")}
+            return net, self.splits
         return Suffix(net, start), cached
 
     def settings(self, plan: Plan, restore_best: bool = False) -> TrainSettings:
@@ -263,6 +267,7 @@ class HparamsTask(Task):
             weight_decay=plan.weight_decay,
             patience=f.patience,
             restore_best=restore_best,
+            eval_batch_size=self.eval_batch,
         )
 
     # -- after the search ---------------------------------------------------------------
@@ -280,7 +285,7 @@ class HparamsTask(Task):
         run, net, _ = self.start_run(self.plan(genome), seed)
         run.advance(self.fitness.epochs)
         metrics: dict[str, float] = {"val_loss": run.result().best_val_loss}
-        return metrics | test_split_metrics(net, self.tensors)
+        return metrics | test_split_metrics(net, self.splits, self.eval_batch)
 
     def export(
         self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
@@ -297,7 +302,7 @@ class HparamsTask(Task):
             "trainable_params": trainable,
             "epochs": result.epochs_run,
         }
-        metrics |= test_split_metrics(net, self.tensors)
+        metrics |= test_split_metrics(net, self.splits, self.eval_batch)
         meta = {
             "hparams": self.space.to_json(genome),
             "plan": plan.describe(),

@@ -9,6 +9,7 @@ the trainable parameter count as a second, minimised objective).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,13 @@ from evotune.models.checkpoint import export_model
 from evotune.sections import Section
 from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
-from evotune.train.finetune import TrainResult, TrainSettings, fit, test_split_metrics
+from evotune.train.finetune import (
+    TrainResult,
+    TrainSettings,
+    eval_batch_size,
+    fit,
+    test_split_metrics,
+)
 from evotune.train.prefix_cache import PrefixCache, Suffix
 
 BASELINES = ("full", "head", "last_k", "random")
@@ -52,7 +59,9 @@ class LayersFitness(Section):
     patience: int | None = Field(5, ge=1, description="early stopping on validation loss")
     device: str = "auto"
     cache: bool = Field(True, description="cache frozen-prefix activations")
-    cache_gb: float = Field(2.0, gt=0, description="memory budget of the prefix cache")
+    cache_gb: float = Field(
+        2.0, gt=0, description="memory budget of the prefix cache; larger entries spill to disk"
+    )
     threads: int | None = Field(
         None,
         ge=1,
@@ -110,13 +119,11 @@ class LayersTask(Task):
             )
         self.space = BinarySpace(n_genes, frozen_prefix=options.frozen_prefix)
         self.objectives = _objectives(options)
-        self.tensors = {
-            name: (split.x.to(device), split.y.to(device)) for name, split in data.splits().items()
-        }
-        inputs = {k: self.tensors[k][0] for k in ("train", "val")}
-        self.cache = (
-            PrefixCache(template, inputs, fitness.cache_gb * 2**30) if fitness.cache else None
-        )
+        self.splits = {name: split.to(device) for name, split in data.splits().items()}
+        self.eval_batch = eval_batch_size(data.input_shape)
+        inputs = {k: self.splits[k] for k in ("train", "val")}
+        budget, chunk = fitness.cache_gb * 2**30, min(512, self.eval_batch)
+        self.cache = PrefixCache(template, inputs, budget, chunk) if fitness.cache else None
 
     @classmethod
     def objectives_for(cls, config: Any) -> tuple[Objective, ...]:
@@ -124,7 +131,7 @@ class LayersTask(Task):
 
     @classmethod
     def from_config(cls, config: Any) -> LayersTask:
-        data = load_data(config.data)
+        data = load_data(config.data, streaming=True)
         template = build_model(
             config.model, data.input_shape, data.num_classes, seed=config.search.seed
         )
@@ -173,25 +180,23 @@ class LayersTask(Task):
     ) -> tuple[TransferNet, TrainResult, int]:
         """Train one genome's network from `seed`; the frozen prefix comes from the cache
         when it can (the trained net's own prefix weights are the template's anyway)."""
-        settings = settings or self.fitness.train_settings()
+        settings = dataclasses.replace(
+            settings or self.fitness.train_settings(), eval_batch_size=self.eval_batch
+        )
         net = self.fresh_net(seed)
         trainable = net.set_trainable(genome.astype(bool), adapter=self.options.train_adapter)
         start = net.frozen_prefix() if (self.cache and use_cache) else 0
         cached = self.cache.get(start) if start > 0 else None
-        if cached is not None:
-            model, xs = Suffix(net, start), cached
-        else:
-            model, xs = net, {k: self.tensors[k][0] for k in ("train", "val")}
-        train = (xs["train"], self.tensors["train"][1])
-        val = (xs["val"], self.tensors["val"][1])
-        result = fit(model, net.trainable_parameters(), train, val, settings, seed)
+        model, splits = (net, self.splits) if cached is None else (Suffix(net, start), cached)
+        params = net.trainable_parameters()
+        result = fit(model, params, splits["train"], splits["val"], settings, seed)
         return net, result, trainable
 
     def test_metrics(self, genome: np.ndarray, seed: int) -> dict[str, float]:
         """Retrain a genome exactly as in the search, then measure it on the test split."""
         net, result, trainable = self.train_genome(genome, seed)
         metrics = {"val_accuracy": result.best_val_accuracy, "trainable_params": trainable}
-        return metrics | test_split_metrics(net, self.tensors)
+        return metrics | test_split_metrics(net, self.splits, self.eval_batch)
 
     def export(
         self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
@@ -209,7 +214,7 @@ class LayersTask(Task):
             "trainable_params": trainable,
             "epochs": result.epochs_run,
         }
-        metrics |= test_split_metrics(net, self.tensors)
+        metrics |= test_split_metrics(net, self.splits, self.eval_batch)
         mask = self.space.to_json(genome)
         meta = {
             "mask": mask,

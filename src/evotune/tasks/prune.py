@@ -25,7 +25,7 @@ from evotune.engine.state import atomic_write_json
 from evotune.errors import UserError
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.prune.featureset import FeatureSet, build_features
-from evotune.prune.oodset import to_range
+from evotune.prune.oodset import range_map, to_range
 from evotune.sections import Section
 from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
@@ -191,7 +191,11 @@ class PruneTask(Task):
         net = build_model(config.model, data.input_shape, data.num_classes, seed=config.search.seed)
         f = config.fitness
         options = config.task
+        input_map = None  # recorded by export: new data is mapped as this run's was
         if options.input_range is not None:
+            lo, scale = range_map(data.train.x, *options.input_range)
+            input_map = {"subtract": float(lo), "multiply": float(scale)}
+            input_map["add"] = float(options.input_range[0])
             mapped = to_range({k: s.x for k, s in data.splits().items()}, *options.input_range)
             for name, split in data.splits().items():
                 split.x = mapped[name]
@@ -203,6 +207,7 @@ class PruneTask(Task):
         task.notes = data.notes + [
             f"task.ood[{i}]: {n}" for i, d in enumerate(ood) for n in d.notes
         ]
+        task.classes, task.input_map = data.classes, input_map
         return task
 
     def data_notes(self) -> list[str]:

@@ -23,6 +23,7 @@ from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
 from evotune.staged import Log, RunStage
 from evotune.tasks.weights_base import (
+    FORMAT,
     GA_MODES,
     MODEL_FILE,
     SVM_FILE,
@@ -37,8 +38,6 @@ from evotune.train.autoencoder import (
 )
 from evotune.train.popnets import OutputActivation, population_rmse
 from evotune.train.svm import fit_svm, svm_arrays, svm_predict
-
-FORMAT = "evotune-weights"
 
 
 @dataclass

@@ -6,6 +6,7 @@ class (data, fitness subset, stage seeds, export). weights.py picks the kind.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from pydantic import Field
 
 from evotune.data import DataConfig, Dataset, load_data
+from evotune.data.pipeline import record_pipeline
 from evotune.engine.problem import Objective
 from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
@@ -27,6 +29,7 @@ from evotune.train.finetune import TrainSettings
 Mode = Literal["ga", "ga_assisted", "sgd", "layerwise_sgd"]
 GA_MODES = ("ga", "ga_assisted")
 MODEL_FILE, SVM_FILE = "model.safetensors", "svm.npz"
+FORMAT = "evotune-weights"  # the header entry of the model file (and of its export)
 
 
 class SvmOptions(Section):
@@ -132,15 +135,25 @@ class WeightsBase(Task):
             check_refinable(config.search)
 
     @staticmethod
-    def export_run(run_dir: Path, out: Path, best: dict[str, Any]) -> dict[str, Any]:
-        """`evotune export`: the run already saved its model; copy it (and the SVM)."""
+    def export_run(
+        run_dir: Path, out: Path, best: dict[str, Any], data: DataConfig
+    ) -> dict[str, Any]:
+        """`evotune export`: the run already saved its model. One self-contained file:
+        the model's tensors, the SVM's arrays (`svm.<name>`, autoencoder) and, in the
+        header, the spec with the input pipeline of `data`."""
+        from safetensors.torch import save
+
         source = Path(run_dir) / MODEL_FILE
         if not source.is_file():
             raise UserError(f"{source} not found: the run has not finished")
-        atomic_write_bytes(Path(out), source.read_bytes())
+        spec, tensors = read_model(source)
         svm = Path(run_dir) / SVM_FILE
         if svm.is_file():
-            atomic_write_bytes(Path(out).with_suffix(".svm.npz"), svm.read_bytes())
+            with np.load(svm, allow_pickle=False) as arrays:
+                for name in arrays.files:
+                    tensors[f"svm.{name}"] = torch.from_numpy(arrays[name].copy())  # 0-d stays 0-d
+        spec["pipeline"] = record_pipeline(data, spec["classes"], spec["input_shape"])
+        atomic_write_bytes(Path(out), save(tensors, metadata={FORMAT: json.dumps(spec)}))
         numbers = {k: v for k, v in best["metrics"].items() if isinstance(v, float)}
         return {"path": str(out), "metrics": numbers}
 
@@ -205,3 +218,21 @@ def check_mode(mode: str, allowed: tuple[str, ...], kind: str) -> None:
             f"task.mode: {mode!r} does not apply to model.kind {kind!r}; "
             f"choose one of {', '.join(allowed)}"
         )
+
+
+def read_model(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The spec in the header and the tensors of a `weights` model file (a run's
+    model.safetensors, or its export)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise UserError(f"{path} not found: is {path.parent} a finished `weights` run?")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{path}: not a safetensors file ({err})") from None
+    if FORMAT not in meta:
+        raise UserError(f"{path}: not a model written by the `weights` task")
+    return json.loads(meta[FORMAT]), tensors

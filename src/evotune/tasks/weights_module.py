@@ -26,6 +26,7 @@ from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
 from evotune.staged import Log, RunStage
 from evotune.tasks.weights_base import (
+    FORMAT,
     MODEL_FILE,
     WeightsBase,
     WeightsModel,
@@ -35,7 +36,6 @@ from evotune.tasks.weights_base import (
 from evotune.train.autoencoder import minibatches
 from evotune.train.popnets import PopulationModule, cross_entropy_and_accuracy, gradient_steps
 
-FORMAT = "evotune-weights"
 CHUNK = 4096  # examples per batched forward pass
 
 

@@ -18,6 +18,7 @@ import torch
 
 from evotune.engine.state import atomic_write_bytes
 from evotune.models import TransferNet
+from evotune.models.kinds import get_kind
 from evotune.paths import cache_dir
 
 VERSION = 1  # bump when extraction itself changes
@@ -45,6 +46,9 @@ def features_key(net: TransferNet, inputs: dict[str, torch.Tensor]) -> str:
     digest = hashlib.blake2b(digest_size=16)
     config = getattr(net, "config", None)
     spec = config.model_dump(mode="json") if config is not None else {}
+    code = get_kind(config.kind).fingerprint(config.name) if config is not None else ""
+    if code:  # python: the user's model code, which the tensors do not capture
+        spec["code"] = code
     digest.update(json.dumps({"version": VERSION, "model": spec}, sort_keys=True).encode())
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("head.")}
     for name, tensor in sorted(state.items()) + sorted(inputs.items()):

@@ -1,9 +1,11 @@
-"""Train and evaluate a classifier on in-memory tensors: the loop every torch task shares.
+"""Train and evaluate a classifier: the loop every torch task shares.
 
 `fit` trains only the parameters it is given (frozen ones get no gradient and no
 optimizer state), shuffles with its own seeded generator, stops early on validation
 loss, and reports the best validation accuracy over the epochs (the first seed's
-fitness) with the full history.
+fitness) with the full history. Data comes as `Batches` (a split in memory, one read
+from disk, or cached activations: the same batches for the same order) or as an
+(x, y) pair of tensors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from evotune.data.dataset import Batches, Split
+
+Data = Batches | tuple[torch.Tensor, torch.Tensor]
+EVAL_BATCH_BYTES = 2**27  # inputs per evaluation batch: 128 MB (1,024 examples at most)
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class TrainSettings:
     patience: int | None = 5  # epochs without a better validation loss; None: never stop
     monitor: Literal["val_loss", "train_loss"] = "val_loss"
     restore_best: bool = False  # load the best epoch's weights at the end (for export)
+    eval_batch_size: int = 1024  # examples per validation forward pass (`eval_batch_size`)
 
 
 @dataclass
@@ -55,72 +63,82 @@ def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch
     )
 
 
+def as_batches(data: Data) -> Batches:
+    """`Batches` as they are; an (x, y) pair of tensors as an in-memory `Split`."""
+    return Split(*data) if isinstance(data, tuple) else data
+
+
+def eval_batch_size(input_shape: tuple[int, ...], most: int = 1024) -> int:
+    """Examples per evaluation batch for inputs of `input_shape`: `most`, fewer when
+    their inputs would pass 128 MB (224 x 224 RGB: 222). Tasks take it from the data's
+    input shape, so that it is the same with and without the prefix cache."""
+    per_example = 4 * max(1, math.prod(input_shape))
+    return max(1, min(most, EVAL_BATCH_BYTES // per_example))
+
+
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on (x, y), in inference mode."""
+def evaluate(model: nn.Module, data: Data, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on `data`, in inference mode."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
-        target = y[start : start + batch_size]
+    data = as_batches(data)
+    for x, target in data.batches(None, batch_size):
+        logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(dim=1) == target).sum().item()
     model.train(was_training)
-    n = max(1, len(x))
+    n = max(1, len(data))
     return loss_sum / n, correct / n
 
 
-def test_split_metrics(model: nn.Module, tensors: dict[str, Any]) -> dict[str, float]:
-    """test_loss and test_accuracy when `tensors` has a test split, else nothing."""
-    if "test" not in tensors:
+def test_split_metrics(
+    model: nn.Module, splits: dict[str, Any], batch_size: int = 1024
+) -> dict[str, float]:
+    """test_loss and test_accuracy when `splits` has a test split, else nothing."""
+    if "test" not in splits:
         return {}
-    loss, accuracy = evaluate(model, *tensors["test"])
+    loss, accuracy = evaluate(model, splits["test"], batch_size)
     return {"test_accuracy": accuracy, "test_loss": loss}
 
 
 def _epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    train: Batches,
     batch_size: int,
     generator: torch.Generator,
 ) -> float:
     """One pass over shuffled training data; returns the mean training loss."""
     model.train()
-    order = torch.randperm(len(x), generator=generator).to(x.device)
-    return train_in_order(model, optimizer, x, y, order, batch_size)
+    order = torch.randperm(len(train), generator=generator)
+    return train_in_order(model, optimizer, train, order, batch_size)
 
 
 def train_in_order(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    train: Data,
     order: torch.Tensor,
     batch_size: int,
 ) -> float:
-    """One cross-entropy step per batch of `order` (indices into x, y); returns the mean
-    training loss over the examples seen."""
+    """One cross-entropy step per batch of `order` (indices into `train`); returns the
+    mean training loss over the examples seen."""
     total = 0.0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+    for x, y in as_batches(train).batches(order, batch_size):
+        loss = nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        total += loss.item() * len(y)
     return total / max(1, len(order))
 
 
 def fit(
     model: nn.Module,
     params: list[nn.Parameter],
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
+    train: Data,
+    val: Data,
     settings: TrainSettings,
     seed: int,
 ) -> TrainResult:
@@ -143,12 +161,12 @@ class TrainingRun:
         self,
         model: nn.Module,
         params: list[nn.Parameter],
-        train: tuple[torch.Tensor, torch.Tensor],
-        val: tuple[torch.Tensor, torch.Tensor],
+        train: Data,
+        val: Data,
         settings: TrainSettings,
         seed: int,
     ) -> None:
-        self.model, self.train_data, self.val_data = model, train, val
+        self.model, self.train_data, self.val_data = model, as_batches(train), as_batches(val)
         self.settings = settings
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = make_optimizer(params, settings) if params else None
@@ -181,9 +199,10 @@ class TrainingRun:
         settings, optimizer = self.settings, self.optimizer
         train_loss = 0.0
         if optimizer is not None:
-            x, y = self.train_data
-            train_loss = _epoch(self.model, optimizer, x, y, settings.batch_size, self.generator)
-        val_loss, val_acc = evaluate(self.model, *self.val_data)
+            train_loss = _epoch(
+                self.model, optimizer, self.train_data, settings.batch_size, self.generator
+            )
+        val_loss, val_acc = evaluate(self.model, self.val_data, settings.eval_batch_size)
         self.history.append(
             {
                 "epoch": self.epochs_run,

@@ -61,7 +61,7 @@ def train_reference(
     best, waited = math.inf, 0
     for _ in range(settings.epochs):
         order = rows[torch.randperm(len(rows), generator=order_gen)].to(x.device)
-        history.append(train_in_order(model, optimizer, x, y, order, settings.batch_size))
+        history.append(train_in_order(model, optimizer, (x, y), order, settings.batch_size))
         if history[-1] < best - settings.min_delta:
             best, waited = history[-1], 0
         else:

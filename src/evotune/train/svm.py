@@ -67,13 +67,19 @@ def svm_decision(arrays: dict[str, np.ndarray], codes: np.ndarray) -> np.ndarray
 
 def svm_predict(arrays: dict[str, np.ndarray], codes: np.ndarray) -> np.ndarray:
     """Labels of `codes` (N, d): libsvm's one-vs-one vote, ties to the lower class."""
+    votes = svm_votes(arrays, codes)
+    return arrays["classes"][np.argmax(votes, axis=1)]  # argmax takes the first of equal counts
+
+
+def svm_votes(arrays: dict[str, np.ndarray], codes: np.ndarray) -> np.ndarray:
+    """One-vs-one votes (N, k) won by each of the SVM's classes (`arrays["classes"]`)."""
     decision = svm_decision(arrays, codes)
-    classes = arrays["classes"]
-    votes = np.zeros((len(decision), len(classes)), dtype=np.int64)
-    for pair, (i, j) in enumerate(_pairs(len(classes))):
+    k = len(arrays["classes"])
+    votes = np.zeros((len(decision), k), dtype=np.int64)
+    for pair, (i, j) in enumerate(_pairs(k)):
         votes[:, i] += decision[:, pair] > 0
         votes[:, j] += decision[:, pair] <= 0
-    return classes[np.argmax(votes, axis=1)]  # argmax takes the first of equal counts
+    return votes
 
 
 def _pairs(k: int) -> list[tuple[int, int]]:
