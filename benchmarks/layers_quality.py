@@ -6,12 +6,19 @@ Targets: (a) spoken digits (FSDD, log-mel, official split: recordings 0-4 are th
 set, so no speaker's test recordings are seen in training), (b) scikit-learn's digits.
 
     python benchmarks/layers_quality.py [--quick] [--seeds 3] [--search seed|default]
-                                        [--out DIR] [--write BENCHMARKS.md]
+                                        [--schedule full|successive_halving]
+                                        [--targets fsdd digits] [--out DIR]
+                                        [--write BENCHMARKS.md]
 
 `--search seed` (default) is the seed's GA (SEEDS.md §1: keep the top half, sequential
 crossover, 4 % flips); `--search default` is evotune's default GA for binary genomes
 (tournament, uniform crossover, 1/L bit flips, elitism 1), with fewer generations since
 each makes population - 1 children instead of population / 2.
+
+`--schedule successive_halving` trains search and baselines under successive halving
+(`min_epochs: 1, eta: 2`; random masks then get the search's schedule too). Besides the
+search, the table has full, head, last-k, random masks, surgical (one stage) and
+Auto-RGN, with each method's compute (epochs trained, seconds).
 
 With `--out`, runs are kept in DIR: a finished run is read back and an interrupted one
 resumed (evotune's own resume), so a killed benchmark picks up where it stopped.
@@ -31,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import fsdd_data, mnist_backbone  # noqa: E402
 
-METHODS = ("search", "full", "head", "last_k", "random")
+METHODS = ("search", "full", "head", "last_k", "random", "surgical", "auto_rgn")
 BUDGETS = {  # mode -> search and training budget of every run
     "quick": {"population": 8, "elitism": 4, "generations": 3, "epochs": 4, "fsdd_per_class": 20},
     # The seed's population is 24; 16 keeps three seeds of both targets near 20 minutes.
@@ -65,7 +72,12 @@ def targets(budget: dict) -> dict[str, dict]:
     }
 
 
-def run_one(data: dict, backbone: Path, seed: int, search: dict, budget: dict, out: Path) -> dict:
+def run_one(
+    data: dict, backbone: Path, seed: int, search: dict, budget: dict, out: Path, schedule: str
+) -> dict:
+    fitness = {"epochs": budget["epochs"], "batch_size": 32, "lr": 2e-3, "device": "cpu"}
+    if schedule == "successive_halving":
+        fitness |= {"schedule": schedule, "min_epochs": 1, "eta": 2}
     config = {
         "task": {"name": "layers", "baselines": list(METHODS[1:])},
         "data": {**data, "split": {**data["split"], "seed": seed}},
@@ -76,15 +88,28 @@ def run_one(data: dict, backbone: Path, seed: int, search: dict, budget: dict, o
             "normalize": "none",
         },
         "search": {**search, "seed": seed},
-        "fitness": {"epochs": budget["epochs"], "batch_size": 32, "lr": 2e-3, "device": "cpu"},
+        "fitness": fitness,
         "output": {"report": False},
     }
     summary = finished(out) or run_or_resume(config, out)
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    trained = [e for e in journal if not e.get("cached")]
+    search_compute = (
+        sum(
+            int(e["metrics"].get("epochs_trained", e["metrics"].get("epochs", 0))) for e in trained
+        ),
+        sum(float(e.get("seconds") or 0) for e in trained),
+    )
     rows = {"search": summary["best"], **summary["baselines"]}
     return {
-        name: (rows[name]["metrics"]["test_accuracy"], rows[name]["metrics"]["trainable_params"])
+        name: (
+            rows[name]["metrics"]["test_accuracy"],
+            rows[name]["metrics"]["trainable_params"],
+            search_compute if name == "search" else
+            (rows[name].get("epochs_trained", 0), rows[name].get("seconds", 0.0)),
+        )
         for name in METHODS
-    }
+    }  # fmt: skip
 
 
 def finished(out: Path) -> dict | None:
@@ -108,16 +133,20 @@ def table(name: str, results: list[dict], budget: str) -> list[str]:
     lines = [
         f"**{name}** ({budget})",
         "",
-        "| method | test accuracy (mean +- std) | trainable params (mean) |",
-        "|---|---|---|",
+        "| method | test accuracy (mean +- std) | trainable params (mean) "
+        "| epochs trained (mean) | seconds (mean) |",
+        "|---|---|---|---|---|",
     ]
     for method in METHODS:
         acc = [r[method][0] for r in results]
         params = [r[method][1] for r in results]
+        epochs = [r[method][2][0] for r in results]
+        seconds = [r[method][2][1] for r in results]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         lines.append(
             f"| {method} | {statistics.mean(acc):.4f} +- {std:.4f} | "
-            f"{statistics.mean(params):,.0f} |"
+            f"{statistics.mean(params):,.0f} | {statistics.mean(epochs):.0f} | "
+            f"{statistics.mean(seconds):.1f} |"
         )
     return lines + [""]
 
@@ -127,6 +156,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small budget, a few minutes")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--search", choices=sorted(SEARCHES), default="seed")
+    parser.add_argument("--schedule", choices=["full", "successive_halving"], default="full")
+    parser.add_argument("--targets", nargs="+", choices=["fsdd", "digits"], default=None)
     parser.add_argument("--out", type=Path, help="keep runs here; rerun to resume")
     parser.add_argument("--write", type=Path, help="append the tables to this file")
     args = parser.parse_args()
@@ -137,21 +168,26 @@ def main() -> None:
     began = time.perf_counter()
     label = (
         f"{args.search} GA, population {search['population']}, {search['generations']} "
-        f"generations, {budget['epochs']} epochs, FSDD {budget['fsdd_per_class']} per digit"
+        f"generations, {budget['epochs']} epochs, {args.schedule} schedule, "
+        f"FSDD {budget['fsdd_per_class']} per digit"
     )
     lines = [
         f"`python benchmarks/layers_quality.py{' --quick' if args.quick else ''} "
-        f"--seeds {args.seeds} --search {args.search}` ({time.strftime('%Y-%m-%d')}, 2 CPU cores)",
+        f"--seeds {args.seeds} --search {args.search} --schedule {args.schedule}` "
+        f"({time.strftime('%Y-%m-%d')}, 2 CPU cores)",
         "",
     ]
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.out or Path(scratch)
         for name, data in targets(budget).items():
+            if args.targets and name not in args.targets:
+                continue
             results = []
             for seed in range(args.seeds):
                 tag = "" if args.search == "seed" else f"{args.search}-"
+                tag += "" if args.schedule == "full" else "sh-"
                 out = folder / f"{mode}-{tag}{name}-{seed}"
-                results.append(run_one(data, backbone, seed, search, budget, out))
+                results.append(run_one(data, backbone, seed, search, budget, out, args.schedule))
                 print(f"{name} seed {seed} done", file=sys.stderr)
             lines += table(name, results, label)
     lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")

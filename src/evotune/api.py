@@ -294,15 +294,17 @@ def export_model(
     epochs: int | None = None,
     pick: str | None = None,
     overwrite: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """`Run.export` with the retrained model's metrics: `{"path", "metrics"}` (what
-    `evotune export` prints). `out` is checked before retraining."""
+    `evotune export` prints). `out` is checked before retraining; `device` retrains
+    there instead of on the run's fitness.device."""
     from evotune.export import export
     from evotune.rundir import check_out_file
 
     check_out_file(Path(out), overwrite)
     with _training_allowed():
-        return export(Path(run_dir), Path(out), epochs, pick)
+        return export(Path(run_dir), Path(out), epochs, pick, device)
 
 
 # ---- helpers ----------------------------------------------------------------------

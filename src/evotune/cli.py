@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pick",
         help="a Pareto front member instead of the best: accuracy, smallest, knee or 'index N'",
     )
+    export.add_argument("--device", help="retrain there (default: the run's fitness.device)")
 
     pred = sub.add_parser("predict", help="apply an exported model (or a run's best) to new data")
     pred.add_argument("model", type=Path, help="a file written by `evotune export`, or a run dir")
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="predictions CSV (+ .metrics.json)",
     )
     _add_overwrite(pred, "existing predictions")
+    pred.add_argument(
+        "--device", help="auto (default), cpu, cuda or cuda:N; a run dir's best retrains there"
+    )
 
     infer = sub.add_parser("infer", help="predict one image with a `weights` run's model")
     infer.add_argument("run_dir", type=Path)
@@ -226,16 +230,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from evotune.config import load_config
+    from evotune.api import run
     from evotune.rundir import check_out_dir
-    from evotune.runner import start
 
     check_out_dir(args.out, args.overwrite)  # before pretraining the backbone
     backbone = demo_backbone(quiet=args.quiet)
+    overrides = [f"model.backbone=file:{backbone}", *args.overrides]
     with resources.as_file(resources.files("evotune") / "configs" / "demo.yaml") as path:
-        config = load_config(path, [f"model.backbone=file:{backbone}", *args.overrides])
-    run = lambda cb: start(config, args.out, cb, overwrite=args.overwrite)  # noqa: E731
-    return _search(run, config, args.out, args.quiet)
+        result = run(
+            path, out=args.out, overrides=overrides, quiet=args.quiet, overwrite=args.overwrite
+        )
+    _print_result(result.summary, result.path)
+    return EXIT_OK
 
 
 DEMO_PRETRAIN_OVERRIDES: list[str] = []  # tests shorten the demo's pretraining
@@ -255,26 +261,6 @@ def demo_backbone(quiet: bool = False) -> Path:
         ) as config:
             pretrain(load_pretrain_config(config, DEMO_PRETRAIN_OVERRIDES), path)
     return path
-
-
-def _search(run: Callable[[Any], dict[str, Any]], config: Any, run_dir: Path, quiet: bool) -> int:
-    from evotune.progress import ConsoleProgress
-
-    names = [o.name for o in config.task_class.objectives_for(config)]
-    search = config.search
-    progress = ConsoleProgress(
-        names,
-        search.generations,
-        quiet=quiet,
-        max_evaluations=search.max_evaluations,
-        max_minutes=search.max_minutes,
-    )
-    try:
-        summary = run(progress)
-    finally:
-        progress.close()
-    _print_result(summary, run_dir)
-    return EXIT_OK
 
 
 def _print_result(summary: dict[str, Any], run_dir: Path) -> None:
@@ -428,7 +414,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from evotune.predict import predict, summary_lines
 
     result = predict(
-        args.model, args.data, overrides=args.overrides, out=args.out, overwrite=args.overwrite
+        args.model,
+        args.data,
+        overrides=args.overrides,
+        out=args.out,
+        overwrite=args.overwrite,
+        device=args.device,
     )
     print("\n".join(summary_lines(result)))
     return EXIT_OK
@@ -461,7 +452,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from evotune.api import export_model
 
     result = export_model(
-        args.run_dir, args.out, epochs=args.epochs, pick=args.pick, overwrite=args.overwrite
+        args.run_dir,
+        args.out,
+        epochs=args.epochs,
+        pick=args.pick,
+        overwrite=args.overwrite,
+        device=args.device,
     )
     numbers = {k: v for k, v in result["metrics"].items() if type(v) in (int, float)}
     line = ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())

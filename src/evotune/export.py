@@ -14,17 +14,27 @@ from evotune.errors import UserError
 from evotune.prune.picks import pick as choose
 from evotune.runner import load_resume_config
 from evotune.tasks.base import build_task
+from evotune.train.device import resolve_device
 
 
 def export(
-    run_dir: Path, out: Path, epochs: int | None = None, pick: str | None = None
+    run_dir: Path,
+    out: Path,
+    epochs: int | None = None,
+    pick: str | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Retrain the best genome of `run_dir` (same seed as in the search; `epochs`
     overrides the run's) and write the model to `out`; returns path and metrics.
-    `pick` chooses a Pareto front member instead (accuracy|smallest|knee|index N)."""
+    `pick` chooses a Pareto front member instead (accuracy|smallest|knee|index N).
+    `device` retrains there instead of on the run's `fitness.device` (a GPU run
+    exported on a machine without one)."""
     if epochs is not None and epochs < 1:
         raise UserError(f"--epochs: expected a positive number of epochs, got {epochs}")
     config = load_resume_config(run_dir)
+    if device is not None and "device" in type(config.fitness).model_fields:
+        resolve_device(device, "--device")
+        config.fitness = config.fitness.model_copy(update={"device": device})
     summary = _summary(run_dir, config)
     if pick is not None and len(summary["objectives"]) < 2:
         names = ", ".join(o["name"] for o in summary["objectives"])

@@ -35,6 +35,7 @@ from evotune.errors import UserError
 from evotune.export import export
 from evotune.exported import KINDS, Exported, load_exported
 from evotune.rundir import check_out_file
+from evotune.train.device import place, resolve_device
 
 BATCH = 256  # examples per forward pass
 
@@ -65,20 +66,24 @@ def predict(
     overrides: Sequence[str] = (),
     out: Path | None = None,
     overwrite: bool = False,
+    device: str | None = None,
 ) -> PredictionResult:
     """Apply `model` (an export file or a run directory) to `data` (a DATA.yaml path or
     a dict shaped like a `data:` section). With `out`, write the CSV there and, when the
     data has labels, the metrics beside it (`<out stem>.metrics.json`); existing files
     are refused unless `overwrite`. Raises UserError on bad input (the message names the
-    key or file: classes, channels or shapes that differ from the model's)."""
+    key or file: classes, channels or shapes that differ from the model's). `device`:
+    auto (CUDA when there is one; the default), cpu, cuda or cuda:N; a run directory's
+    best is also retrained there (default: on the run's fitness.device)."""
+    where = resolve_device(device or "auto", "--device")
     section = read_data(data, list(overrides))
     if section.path is not None and not Path(section.path).expanduser().exists():
         raise UserError(f"data.path: {section.path!r} does not exist")  # before any retraining
     files = _outputs(Path(out), overwrite) if out is not None else None
     notes: list[str] = []
-    with exported_model(Path(model), notes) as exported:
+    with exported_model(Path(model), notes, device) as exported:
         items = read_items(section, exported.pipeline)
-        probabilities = class_probabilities(exported.model, items.x)
+        probabilities = class_probabilities(exported.model, items.x, where)
         described = f"{model} ({KINDS[exported.kind]}): {describe_pipeline(exported.pipeline)}"
     result = _result(items, probabilities, exported.classes)
     result.model, result.notes = described, notes + items.notes
@@ -88,7 +93,7 @@ def predict(
 
 
 @contextmanager
-def exported_model(path: Path, notes: list[str]) -> Iterator[Exported]:
+def exported_model(path: Path, notes: list[str], device: str | None = None) -> Iterator[Exported]:
     """The export at `path`, or a run directory's best exported into a temporary file."""
     if not path.is_dir():
         yield load_exported(path)
@@ -96,7 +101,7 @@ def exported_model(path: Path, notes: list[str]) -> Iterator[Exported]:
     if not (path / "config.yaml").is_file():
         raise UserError(f"model: {path} is a folder but no run directory (no config.yaml)")
     with tempfile.TemporaryDirectory(prefix="evotune-predict-") as folder:
-        export(path, Path(folder) / "best.safetensors")
+        export(path, Path(folder) / "best.safetensors", device=device)
         notes.append(
             f"{path}: its best was exported on the fly for this prediction only; "
             f"`evotune export {path} --out FILE` keeps it"
@@ -137,10 +142,13 @@ def _relative_key(override: str) -> str:
     return override.removeprefix("data.")
 
 
-def class_probabilities(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """(N, classes) float64: softmax of the logits (or the model's own probabilities)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device).eval()
+def class_probabilities(
+    model: nn.Module, x: np.ndarray, device: torch.device | None = None
+) -> np.ndarray:
+    """(N, classes) float64: softmax of the logits (or the model's own probabilities),
+    computed on `device` (None: CUDA when there is one)."""
+    device = device or resolve_device("auto")
+    model = place(model, device).eval()
     softmax = not getattr(model, "returns_probabilities", False)
     parts = []
     with torch.no_grad():

@@ -20,7 +20,13 @@ from evotune.data import DataConfig, load_data
 from evotune.data.pipeline import record_pipeline
 from evotune.models import ModelConfig, build_model, save_checkpoint
 from evotune.sections import Section
-from evotune.train.device import resolve_device
+from evotune.train.device import (
+    PRECISION_HELP,
+    Precision,
+    check_precision,
+    place,
+    resolve_device,
+)
 from evotune.train.finetune import TrainSettings, eval_batch_size, evaluate, fit
 
 
@@ -32,6 +38,7 @@ class PretrainSettings(Section):
     patience: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     out: str = Field("pretrained/backbone.safetensors", description="checkpoint to write")
 
 
@@ -50,10 +57,11 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
     return what was measured."""
     settings = config.pretrain
     device = resolve_device(settings.device, "pretrain.device")
+    check_precision(settings.precision, device, "pretrain.precision")
     data = load_data(config.data, streaming=True)
     torch.manual_seed(settings.seed)
     net = build_model(config.model, data.input_shape, data.num_classes, seed=settings.seed)
-    net = net.to(device)
+    net = place(net, device)
     net.set_trainable([True] * len(net.genes))
     splits = {name: split.to(device) for name, split in data.splits().items()}
     eval_batch = eval_batch_size(data.input_shape)
@@ -65,6 +73,7 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
         patience=settings.patience,
         restore_best=True,
         eval_batch_size=eval_batch,
+        precision=settings.precision,
     )
     result = fit(
         net,
@@ -81,7 +90,7 @@ def pretrain(config: PretrainConfig, out: Path | None = None) -> dict[str, Any]:
         "data": config.data.model_dump(mode="json"),
     }
     if "test" in splits:
-        measured["test_accuracy"] = evaluate(net, splits["test"], eval_batch)[1]
+        measured["test_accuracy"] = evaluate(net, splits["test"], eval_batch, settings.precision)[1]
     path = Path(out or settings.out)
     pipeline = record_pipeline(config.data, data.classes, data.input_shape)
     save_checkpoint(net.cpu(), path, meta={"pretrain": measured, "pipeline": pipeline})

@@ -6,7 +6,9 @@ their sections without importing the tasks or the run config.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Section(BaseModel):
@@ -17,3 +19,15 @@ class Section(BaseModel):
 
 class NoOptions(Section):
     """A section that takes no keys."""
+
+
+def threads_field() -> Any:
+    """`fitness.threads` of every torch task (config.py resolves null; tasks/base.py sets
+    it in every process that evaluates)."""
+    return Field(
+        None,
+        ge=1,
+        description="torch CPU threads of every evaluation, wherever it runs (local, Ray, "
+        "baselines, export): a genome's value depends on it; null: resolved into "
+        "config.yaml as half the cores (at most 8), or executor.num_cpus on Ray",
+    )

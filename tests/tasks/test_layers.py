@@ -88,6 +88,7 @@ def test_seed_preset_run_with_baselines_export_and_report(tmp_path, capsys):
     config = tmp_path / "layers.yaml"
     raw = json.loads(json.dumps(BASE))
     raw["search"] = {"preset": "seed", "population": 6, "elitism": 3, "generations": 3}
+    raw["task"]["baseline_budget"] = "evaluations"  # as many random masks as evaluations
     config.write_text(json.dumps(raw))  # JSON is YAML
     run = tmp_path / "run"
     assert main(["run", str(config), "--out", str(run), "-q"]) == 0

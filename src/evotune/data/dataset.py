@@ -60,8 +60,20 @@ class Split:
         index = index.to(self.x.device)
         for start in range(0, len(index), batch_size):
             rows = index[start : start + batch_size]
-            x = self.x.index_select(0, rows).to(self.y.device, non_blocking=True)
-            yield x, self.y.index_select(0, rows.to(self.y.device))
+            x = _gather(self.x, rows, pinned=self.y.device.type == "cuda")
+            yield (
+                x.to(self.y.device, non_blocking=True),
+                self.y.index_select(0, rows.to(self.y.device)),
+            )
+
+
+def _gather(x: torch.Tensor, rows: torch.Tensor, pinned: bool) -> torch.Tensor:
+    """x[rows] in a new tensor; in pinned memory when it goes from the host to a GPU
+    (the copy then runs asynchronously, beside the computation of the last batch)."""
+    if not pinned or x.device.type != "cpu":
+        return x.index_select(0, rows)
+    out = torch.empty((len(rows), *x.shape[1:]), dtype=x.dtype, pin_memory=True)
+    return torch.index_select(x, 0, rows, out=out)
 
 
 @dataclass

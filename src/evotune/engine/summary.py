@@ -18,12 +18,16 @@ def entry_losses(objectives: tuple[Objective, ...], entries: list[Entry]) -> np.
 
 
 def best_entry(objectives: tuple[Objective, ...], entries: list[Entry]) -> Entry:
-    """Best on the first objective, then the next ones, then the lowest hash (ties must
-    not go to whichever result arrived first: Ray's order varies); a row with a NaN
-    (inf loss) only if all have one."""
+    """Best on the first objective, then the next ones, then a full-fidelity value over
+    a lower one (the `fidelity` metric of a multi-fidelity task: a genome stopped at an
+    earlier rung never wins a tie with one that reached the last), then the lowest hash
+    (ties must not go to whichever result arrived first: Ray's order varies); a row
+    with a NaN (inf loss) only if all have one."""
     losses = entry_losses(objectives, entries)
     hashes = [e["hash"] for e in entries]
-    order = np.lexsort([hashes, *losses.T[::-1], ~np.isfinite(losses).all(axis=1)])
+    partial = [float((e.get("metrics") or {}).get("fidelity", 1.0)) < 1.0 for e in entries]
+    keys = [hashes, partial, *losses.T[::-1], ~np.isfinite(losses).all(axis=1)]
+    order = np.lexsort(keys)
     return entries[int(order[0])]
 
 

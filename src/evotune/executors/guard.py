@@ -7,6 +7,7 @@ evaluation, not the run. `UserError` still propagates: bad input is not a bad ge
 
 from __future__ import annotations
 
+import sys
 import traceback
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from evotune.engine.problem import Evaluation, Problem
 from evotune.errors import UserError
 
 MAX_MESSAGE = 500  # characters of an exception's message kept in the journal
+OUT_OF_MEMORY = (
+    "out of GPU memory: lower fitness.batch_size, task.batch (genomes trained together), "
+    "fitness.cache_gb, or use fitness.precision: bf16"
+)
 
 
 def evaluate_guarded(problem: Problem, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
@@ -30,6 +35,8 @@ def evaluate_guarded(problem: Problem, genomes: np.ndarray, seeds: np.ndarray) -
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the task is recorded
+        if out_of_memory(err):
+            _release_gpu_memory()  # what the failed evaluation held, before the next one
         if len(genomes) == 1 or getattr(problem, "whole_generation", False):
             return [failed(problem, describe(err)) for _ in genomes]
     return [
@@ -61,8 +68,26 @@ def describe(err: BaseException) -> str:
     """'<type>: <message> (file.py:line in function)', the place being where it was raised."""
     message = " ".join(str(err).split())[:MAX_MESSAGE]
     text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+    if out_of_memory(err):
+        text = f"{OUT_OF_MEMORY} ({text})"
     frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
     if frames:
         last = frames[-1]
         text += f" ({Path(last.filename).name}:{last.lineno} in {last.name})"
     return text
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is torch's out-of-memory error (a CUDA allocation that failed).
+    Only a task that loaded torch can raise one: the toy task runs without it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom)
+
+
+def _release_gpu_memory() -> None:
+    torch = sys.modules["torch"]
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

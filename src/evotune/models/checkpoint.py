@@ -63,7 +63,8 @@ def write_safetensors(net: nn.Module, path: Path, metadata: dict[str, str]) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_model(net, str(tmp), metadata=metadata)
+        # force_contiguous: a GPU-trained net is channels_last (train/device.py: place)
+        save_model(net, str(tmp), metadata=metadata, force_contiguous=True)
         os.chmod(tmp, default_file_mode())  # safetensors writes 0600: others could not read
         os.replace(tmp, path)
     finally:

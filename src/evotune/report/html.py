@@ -17,6 +17,7 @@ import yaml
 
 from evotune.engine.genome_store import is_reference
 from evotune.engine.state import atomic_write_text
+from evotune.report.noise import noise_section
 from evotune.report.rundata import RunData, floats
 from evotune.report.sections import render_sections
 
@@ -98,6 +99,7 @@ def render_html(run: RunData, plots: dict[str, Path]) -> str:
         _stages_section(run),
         _baselines_section(run),
         _plots_section(run, plots),
+        noise_section(run),  # fitness spread vs seed-to-seed noise (fitness.repeats)
         _pareto_section(run),
         render_sections(run.run_dir),  # analysis.json: task-written sections
         _config_section(run),

@@ -28,18 +28,23 @@ from pydantic import Field
 
 from evotune.data import Batches, DataConfig, Dataset, load_data
 from evotune.engine.problem import Evaluation, Objective
-from evotune.errors import UserError
 from evotune.executors.guard import describe, failed
 from evotune.models import ModelConfig, TransferNet, build_model
 from evotune.models.checkpoint import export_model
 from evotune.models.derive import derive
-from evotune.sections import Section
+from evotune.sections import Section, threads_field
 from evotune.tasks.base import Task
 from evotune.tasks.hparams_space import GeneRanges, Plan, build_space, decode, encode
-from evotune.train.device import resolve_device
+from evotune.train.device import (
+    PRECISION_HELP,
+    Precision,
+    check_precision,
+    place,
+    resolve_device,
+)
 from evotune.train.finetune import TrainingRun, TrainSettings, eval_batch_size, test_split_metrics
-from evotune.train.halving import Reached, rungs, successive_halving
 from evotune.train.prefix_cache import PrefixCache, Suffix
+from evotune.train.schedule import Outcome, Schedule, ScheduleFields, combine
 
 DIRECTIONS = {"val_loss": "min", "val_accuracy": "max", "trainable_params": "min"}
 
@@ -52,7 +57,7 @@ class HparamsOptions(Section):
     )
 
 
-class HparamsFitness(Section):
+class HparamsFitness(ScheduleFields):
     epochs: int = Field(5, ge=1, description="full training budget per genome")
     batch_size: int = Field(64, ge=1, description="when batch_size is not a gene")
     lr: float = Field(1e-3, gt=0, description="when lr is not a gene")
@@ -60,21 +65,13 @@ class HparamsFitness(Section):
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, description="when weight_decay is not a gene")
     patience: int | None = Field(5, ge=1, description="early stopping on validation loss")
-    schedule: Literal["full", "successive_halving"] = "full"
-    min_epochs: int = Field(1, ge=1, description="successive halving: first rung's epochs")
-    eta: int = Field(3, ge=2, description="successive halving: keep 1/eta, epochs x eta")
     device: str = "auto"
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
     cache: bool = Field(True, description="cache frozen-prefix activations")
     cache_gb: float = Field(
         2.0, gt=0, description="memory budget of the prefix cache; larger entries spill to disk"
     )
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="torch CPU threads of every evaluation, wherever it runs (local, Ray, "
-        "baselines, export): a genome's value depends on it; null: resolved into "
-        "config.yaml as half the cores (at most 8), or executor.num_cpus on Ray",
-    )
+    threads: int | None = threads_field()
 
 
 def _objectives(options: HparamsOptions) -> tuple[Objective, ...]:
@@ -114,7 +111,8 @@ class HparamsTask(Task):
         model: ModelConfig,
         device: torch.device,
     ) -> None:
-        self.template = template.to(device).eval()
+        check_precision(fitness.precision, device)
+        self.template = place(template, device).eval()
         self.data, self.options, self.fitness, self.device = data, options, fitness, device
         self.space = build_space(options.genes, template.n_blocks)
         self.objectives = _objectives(options)
@@ -128,10 +126,11 @@ class HparamsTask(Task):
             head_width=model.head_hidden or 0,
             se_blocks=model.se_blocks,
         )
-        halving = fitness.schedule == "successive_halving"
+        self.schedule = Schedule.of(fitness)
+        halving = self.schedule.halving
         self.whole_generation = halving  # halving ranks the generation's genomes together
         self.genomes_per_call = None if halving else 1
-        self.budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
+        self.budgets = self.schedule.budgets
         self.splits = {name: split.to(device) for name, split in data.splits().items()}
         self.eval_batch = eval_batch_size(data.input_shape)
         inputs = {k: self.splits[k] for k in ("train", "val")}
@@ -157,31 +156,14 @@ class HparamsTask(Task):
         return decode(self.space, genome, self.defaults)
 
     def evaluate(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
-        if self.budgets is None:
-            return [self._full(g, int(s)) for g, s in zip(genomes, seeds)]
-        return self._halving(genomes, seeds)
+        """Under halving the generation's genomes are ranked together; one that fails
+        (to build or to train) fails alone (see train/schedule.py)."""
+        outcomes = self.schedule.train(self._start, genomes, seeds, self._score)
+        return [self._evaluation(outcome) for outcome in outcomes]
 
-    def _full(self, genome: np.ndarray, seed: int) -> Evaluation:
+    def _start(self, genome: np.ndarray, seed: int) -> tuple[TrainingRun, int]:
         run, _, trainable = self.start_run(self.plan(genome), seed)
-        run.advance(self.fitness.epochs)
-        return self._evaluation(run, trainable, Reached(0, self.fitness.epochs, True))
-
-    def _halving(self, genomes: np.ndarray, seeds: np.ndarray) -> list[Evaluation]:
-        """The generation's genomes ranked together; one that fails (to build or to
-        train) fails alone: the others keep their schedule (see train/halving.py)."""
-        runs: list[TrainingRun | BaseException] = []
-        trainables = []
-        for genome, seed in zip(genomes, seeds):
-            try:
-                run, _, trainable = self.start_run(self.plan(genome), int(seed))
-            except UserError:
-                raise
-            except Exception as err:  # noqa: BLE001 - recorded as this genome's failure
-                run, trainable = err, 0
-            runs.append(run)  # the run holds the net: dropped once the run is released
-            trainables.append(trainable)
-        reached = successive_halving(runs, self.budgets, self.fitness.eta, self._score)
-        return [self._evaluation(*row) for row in zip(runs, trainables, reached)]
+        return run, trainable  # the run holds the net: dropped once the run is released
 
     def _score(self, run: TrainingRun) -> float:
         """A run's rank within a rung, lower is better: the first objective, or the
@@ -191,27 +173,23 @@ class HparamsTask(Task):
             return -result.best_val_accuracy
         return result.best_val_loss
 
-    def _evaluation(self, run: TrainingRun, trainable: int, where: Reached) -> Evaluation:
-        if where.error is not None:
-            return failed(self, describe(where.error))
+    def _evaluation(self, outcome: Outcome) -> Evaluation:
+        if outcome.error is not None:
+            return failed(self, describe(outcome.error))
+        rows = [self._run_metrics(run, outcome.extra) for run in outcome.runs]
+        metrics = combine(rows, self.options.objectives[0])
+        metrics |= self.schedule.metrics(outcome.reached, outcome.runs)
+        return Evaluation(tuple(float(metrics[o]) for o in self.options.objectives), metrics)
+
+    def _run_metrics(self, run: TrainingRun, trainable: int) -> dict[str, Any]:
         result = run.result()
-        values = {
-            "val_loss": result.best_val_loss,
-            "val_accuracy": result.best_val_accuracy,
-            "trainable_params": float(trainable),
-        }
-        fidelity = 1.0 if where.complete else where.budget / self.fitness.epochs
-        metrics = {
+        return {
             "val_loss": result.best_val_loss,
             "val_accuracy": result.best_val_accuracy,
             "trainable_params": trainable,
             "epochs": result.epochs_run,
-            "fidelity": round(fidelity, 6),
             "train_seconds": round(result.seconds, 3),
         }
-        if self.budgets is not None:
-            metrics["rung"] = where.rung
-        return Evaluation(tuple(values[o] for o in self.options.objectives), metrics)
 
     def build_net(self, plan: Plan, seed: int) -> tuple[TransferNet, int]:
         """The genome's network, new parts drawn from `seed`, frozen as planned; returns
@@ -227,7 +205,8 @@ class HparamsTask(Task):
             head_hidden=plan.head_width or None,
             dropout=plan.dropout,
             init="kaiming",
-        ).to(self.device)
+        )
+        net = place(net, self.device)  # channels_last on a GPU, as the template
         cut = _frozen_stages(net, plan.frozen)
         mask = [gene.stage >= cut for gene in net.genes]
         # the adapter is the first layer: frozen with any frozen prefix
@@ -268,6 +247,7 @@ class HparamsTask(Task):
             patience=f.patience,
             restore_best=restore_best,
             eval_batch_size=self.eval_batch,
+            precision=f.precision,
         )
 
     # -- after the search ---------------------------------------------------------------
@@ -285,7 +265,9 @@ class HparamsTask(Task):
         run, net, _ = self.start_run(self.plan(genome), seed)
         run.advance(self.fitness.epochs)
         metrics: dict[str, float] = {"val_loss": run.result().best_val_loss}
-        return metrics | test_split_metrics(net, self.splits, self.eval_batch)
+        return metrics | test_split_metrics(
+            net, self.splits, self.eval_batch, self.fitness.precision
+        )
 
     def export(
         self, genome: np.ndarray, seed: int, path: Path, epochs: int | None, source: dict
@@ -302,7 +284,7 @@ class HparamsTask(Task):
             "trainable_params": trainable,
             "epochs": result.epochs_run,
         }
-        metrics |= test_split_metrics(net, self.splits, self.eval_batch)
+        metrics |= test_split_metrics(net, self.splits, self.eval_batch, self.fitness.precision)
         meta = {
             "hparams": self.space.to_json(genome),
             "plan": plan.describe(),

@@ -21,7 +21,7 @@ from evotune.data.pipeline import record_pipeline
 from evotune.engine.problem import Objective
 from evotune.engine.state import atomic_write_bytes
 from evotune.errors import UserError
-from evotune.sections import Section
+from evotune.sections import Section, threads_field
 from evotune.tasks.base import Task
 from evotune.train.device import resolve_device
 from evotune.train.finetune import TrainSettings
@@ -73,13 +73,7 @@ class WeightsFitness(Section):
     )
     objective: Literal["loss", "accuracy"] = Field("loss", description="model.kind module")
     device: str = "auto"
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="torch CPU threads of every evaluation, wherever it runs (local, Ray, "
-        "baselines, export): a genome's value depends on it; null: resolved into "
-        "config.yaml as half the cores (at most 8), or executor.num_cpus on Ray",
-    )
+    threads: int | None = threads_field()
 
     def settings(self) -> TrainSettings:
         return TrainSettings(optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from evotune.data.dataset import Batches, Split
+from evotune.train.device import Precision, autocast, grad_scaler
 
 Data = Batches | tuple[torch.Tensor, torch.Tensor]
 EVAL_BATCH_BYTES = 2**27  # inputs per evaluation batch: 128 MB (1,024 examples at most)
@@ -38,6 +39,7 @@ class TrainSettings:
     monitor: Literal["val_loss", "train_loss"] = "val_loss"
     restore_best: bool = False  # load the best epoch's weights at the end (for export)
     eval_batch_size: int = 1024  # examples per validation forward pass (`eval_batch_size`)
+    precision: Precision = "fp32"  # forward passes under autocast (bf16, fp16) or not
 
 
 @dataclass
@@ -77,14 +79,19 @@ def eval_batch_size(input_shape: tuple[int, ...], most: int = 1024) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Data, batch_size: int = 1024) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on `data`, in inference mode."""
+def evaluate(
+    model: nn.Module, data: Data, batch_size: int = 1024, precision: Precision = "fp32"
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on `data`, in inference mode (the
+    forward passes in `precision`, the loss summed in float32)."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     data = as_batches(data)
     for x, target in data.batches(None, batch_size):
-        logits = model(x)
+        with autocast(x.device, precision):
+            logits = model(x)
+        logits = logits.float()
         loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(dim=1) == target).sum().item()
     model.train(was_training)
@@ -93,12 +100,12 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1024) -> tuple[floa
 
 
 def test_split_metrics(
-    model: nn.Module, splits: dict[str, Any], batch_size: int = 1024
+    model: nn.Module, splits: dict[str, Any], batch_size: int = 1024, precision: Precision = "fp32"
 ) -> dict[str, float]:
     """test_loss and test_accuracy when `splits` has a test split, else nothing."""
     if "test" not in splits:
         return {}
-    loss, accuracy = evaluate(model, splits["test"], batch_size)
+    loss, accuracy = evaluate(model, splits["test"], batch_size, precision)
     return {"test_accuracy": accuracy, "test_loss": loss}
 
 
@@ -108,11 +115,13 @@ def _epoch(
     train: Batches,
     batch_size: int,
     generator: torch.Generator,
+    precision: Precision = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One pass over shuffled training data; returns the mean training loss."""
     model.train()
     order = torch.randperm(len(train), generator=generator)
-    return train_in_order(model, optimizer, train, order, batch_size)
+    return train_in_order(model, optimizer, train, order, batch_size, precision, scaler)
 
 
 def train_in_order(
@@ -121,15 +130,24 @@ def train_in_order(
     train: Data,
     order: torch.Tensor,
     batch_size: int,
+    precision: Precision = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One cross-entropy step per batch of `order` (indices into `train`); returns the
-    mean training loss over the examples seen."""
+    mean training loss over the examples seen. The forward pass runs under autocast in
+    `precision` (the backward follows its dtypes); fp16 scales the loss (`scaler`)."""
     total = 0.0
     for x, y in as_batches(train).batches(order, batch_size):
-        loss = nn.functional.cross_entropy(model(x), y)
+        with autocast(x.device, precision):
+            loss = nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         total += loss.item() * len(y)
     return total / max(1, len(order))
 
@@ -177,6 +195,7 @@ class TrainingRun:
         self.seconds = 0.0
         self.device = params[0].device if params else torch.device("cpu")
         self.rng_state = _rng_state(self.device)  # whatever the caller seeded
+        self.scaler = grad_scaler(self.device, settings.precision)
 
     @property
     def epochs_run(self) -> int:
@@ -200,9 +219,17 @@ class TrainingRun:
         train_loss = 0.0
         if optimizer is not None:
             train_loss = _epoch(
-                self.model, optimizer, self.train_data, settings.batch_size, self.generator
+                self.model,
+                optimizer,
+                self.train_data,
+                settings.batch_size,
+                self.generator,
+                settings.precision,
+                self.scaler,
             )
-        val_loss, val_acc = evaluate(self.model, self.val_data, settings.eval_batch_size)
+        val_loss, val_acc = evaluate(
+            self.model, self.val_data, settings.eval_batch_size, settings.precision
+        )
         self.history.append(
             {
                 "epoch": self.epochs_run,

@@ -1,0 +1,182 @@
+"""How a task's genomes are trained for their fitness: the schedule (the full budget,
+or successive halving over the generation) and repeats (k seeds per genome).
+
+Shared by every task whose training is a `TrainingRun` (one that can continue where
+it stopped): the task says how to start a genome's run (`start(genome, seed)` -> the
+run and whatever the task keeps beside it) and how to rank runs (`score`, lower is
+better); this module builds the runs (one genome's failure to start fails that genome
+alone under halving), runs the rungs (`halving.py`) and says how far each got.
+
+Repeats: a genome is trained from `repeats` seeds derived from its evaluation seed
+(the first is the seed itself, so `repeats: 1` is the plain evaluation); its runs
+advance together as one (`Repeated`), halving ranks genomes by their runs' mean score,
+and the task reports the mean value with its standard deviation (`combine`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from evotune.errors import UserError
+from evotune.sections import Section
+from evotune.train.finetune import TrainingRun
+from evotune.train.halving import Reached, rungs, successive_halving
+
+
+class ScheduleFields(Section):
+    """The fitness keys of a schedule, shared by the tasks that train `TrainingRun`s."""
+
+    schedule: Literal["full", "successive_halving"] = "full"
+    min_epochs: int = Field(1, ge=1, description="successive halving: first rung's epochs")
+    eta: int = Field(3, ge=2, description="successive halving: keep 1/eta, epochs x eta")
+    repeats: int = Field(
+        1,
+        ge=1,
+        description="seeds per genome (derived from its evaluation seed): the "
+        "fitness is their mean, metrics add fitness_std",
+    )
+    repeat: Literal["all"] = Field(
+        "all", description="which genomes get the repeats: all (elites: not yet)"
+    )
+
+
+Start = Callable[[np.ndarray, int], tuple[TrainingRun, Any]]
+
+
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """`repeats` seeds derived from a genome's evaluation seed (the first is itself)."""
+    return [int(seed)] + [
+        (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 * i) % (2**63)
+        for i in range(1, repeats)
+    ]
+
+
+class Repeated:
+    """A genome's runs (one per repeat seed), advanced, stopped and released as one."""
+
+    def __init__(self, runs: list[TrainingRun]) -> None:
+        self.runs = runs
+
+    @property
+    def stopped(self) -> bool:
+        return all(run.stopped for run in self.runs)
+
+    def advance(self, epochs: int) -> None:
+        for run in self.runs:
+            run.advance(epochs)
+
+    def release(self) -> None:
+        for run in self.runs:
+            run.release()
+
+
+@dataclass
+class Outcome:
+    """One genome's training: its runs (one per repeat), the task's own values from
+    `start` (of the first run), how far it got, or the error that ended it."""
+
+    runs: list[TrainingRun]
+    extra: Any
+    reached: Reached
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.reached.error
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int  # the full budget
+    budgets: list[int] | None  # successive halving's rungs; None: the full budget
+    eta: int
+    repeats: int = 1
+
+    @classmethod
+    def of(cls, fitness: Any) -> Schedule:
+        """From a task's fitness section (`epochs`, `schedule`, `min_epochs`, `eta`,
+        `repeats`)."""
+        halving = fitness.schedule == "successive_halving"
+        budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
+        return cls(fitness.epochs, budgets, fitness.eta, getattr(fitness, "repeats", 1))
+
+    @property
+    def halving(self) -> bool:
+        return self.budgets is not None
+
+    def train(
+        self,
+        start: Start,
+        genomes: np.ndarray,
+        seeds: np.ndarray,
+        score: Callable[[TrainingRun], float],
+    ) -> list[Outcome]:
+        """Train every genome under the schedule. The full budget trains genome by
+        genome (an error propagates: the executor's guard records it); halving ranks
+        them all together, isolating a genome's failure."""
+        if not self.halving:
+            return [self._full(start, g, int(s)) for g, s in zip(genomes, seeds)]
+        started = [self._start(start, g, int(s), isolate=True) for g, s in zip(genomes, seeds)]
+        groups = [group if isinstance(group, BaseException) else group[0] for group in started]
+
+        def mean_score(group: Repeated) -> float:
+            return float(np.mean([score(run) for run in group.runs]))
+
+        reached = successive_halving(groups, self.budgets, self.eta, mean_score)
+        return [
+            Outcome([], None, where) if isinstance(item, BaseException)
+            else Outcome(item[0].runs, item[1], where)
+            for item, where in zip(started, reached)
+        ]  # fmt: skip
+
+    def _full(self, start: Start, genome: np.ndarray, seed: int) -> Outcome:
+        group, extra = self._start(start, genome, seed, isolate=False)
+        group.advance(self.epochs)
+        return Outcome(group.runs, extra, Reached(0, self.epochs, True))
+
+    def _start(
+        self, start: Start, genome: np.ndarray, seed: int, isolate: bool
+    ) -> tuple[Repeated, Any] | BaseException:
+        try:
+            pairs = [start(genome, s) for s in repeat_seeds(seed, self.repeats)]
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - recorded as this genome's failure
+            if not isolate:
+                raise
+            return err
+        return Repeated([run for run, _ in pairs]), pairs[0][1]
+
+    def metrics(self, where: Reached, runs: list[TrainingRun]) -> dict[str, Any]:
+        """What the schedule adds to a journal line: `fidelity` (1.0: the full-budget
+        value), `rung` under halving, and the epochs all repeats trained."""
+        fidelity = 1.0 if where.complete else where.budget / self.epochs
+        out: dict[str, Any] = {
+            "fidelity": round(fidelity, 6),
+            "epochs_trained": sum(run.epochs_run for run in runs),
+        }
+        if self.halving:
+            out["rung"] = where.rung
+        return out
+
+
+def combine(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
+    """One genome's metrics from its repeats' rows: each number's mean, and the first
+    objective's standard deviation across seeds as `fitness_std` (one row: itself)."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    out: dict[str, Any] = {}
+    for key, value in rows[0].items():
+        values = [row[key] for row in rows]
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        out[key] = float(np.mean(values)) if is_number else value
+    spread = [float(row[objective]) for row in rows]
+    finite = [v for v in spread if math.isfinite(v)]
+    out["fitness_std"] = float(np.std(finite)) if finite else math.nan
+    out["repeats"] = len(rows)
+    return out
