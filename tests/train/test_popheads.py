@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from evotune.train import popgroup
 from evotune.train.headref import train_reference
-from evotune.train.maskedhead import HeadSettings, Member
+from evotune.train.maskedhead import HeadSettings, Member, initial_block, initial_weights
 from evotune.train.popgroup import padded_size, plan_groups
 from evotune.train.popheads import members_from_masks, train_heads
 
@@ -66,6 +67,38 @@ def test_a_member_does_not_depend_on_its_companions_or_threads():
         assert_same(a, b)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_independent_of_companions_at_blas_sizes(fused, monkeypatch):
+    # sizes where bmm calls MKL (not its small-matrix loop), 10 classes (not a multiple
+    # of a vector), groups of 2-3 equal blocks against the members alone; with torch's
+    # fused SGD kernel and with the three-pass update of a torch without it
+    if not fused:
+        monkeypatch.setattr(popgroup, "_has_fused_sgd", lambda device_type: False)
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.rand(72, 300, generator=gen), torch.randint(0, 10, (72,), generator=gen)
+    rng = np.random.default_rng(4)
+    fm = np.zeros((7, 300), np.uint8)
+    for i, k in enumerate([200, 200, 199, 96, 95, 250, 33]):
+        fm[i, rng.choice(300, k, replace=False)] = 1
+    nm = np.ones((7, 64), np.uint8)
+    nm[5, :20] = 0
+    members = members_from_masks(fm, nm, np.arange(7) + 50)
+    settings = HeadSettings(hidden=64, epochs=3, lr=0.05, patience=None, group_mb=64.0)
+    together = train_heads(members, x, y, settings, n_classes=10)
+    assert len(plan_groups(members, 72, settings, torch.device("cpu"))) < len(members)
+    for member, head in zip(members, together):
+        assert_same(head, train_heads([member], x, y, settings, n_classes=10)[0])
+
+
+def test_a_members_initial_block_is_its_share_of_the_full_draw():
+    member = population(3, seed=8)[2]
+    w1, w2, b2 = initial_weights(member.seed, D, H, C)
+    block = initial_block(member, D, H, C)
+    assert torch.equal(block[0], w1[member.inputs][:, member.hidden])
+    assert torch.equal(block[1], w2[member.hidden])
+    assert torch.equal(block[2], b2)
+
+
 @pytest.fixture
 def one_thread():
     # tiny autograd steps on 2 OMP threads crawl when another process holds a core
@@ -75,8 +108,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("momentum,nesterov", [(0.9, True), (0.9, False), (0.0, False)])
-def test_matches_nn_module_with_torch_sgd(momentum, nesterov, one_thread):
+def test_matches_nn_module_with_torch_sgd(momentum, nesterov, fused, one_thread, monkeypatch):
+    if not fused:  # the three-pass update of a torch without the fused kernel
+        monkeypatch.setattr(popgroup, "_has_fused_sgd", lambda device_type: False)
     x, y = data(3)
     settings = HeadSettings(
         hidden=H,

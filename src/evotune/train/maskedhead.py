@@ -71,8 +71,22 @@ def initial_weights(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full unmasked head's weights drawn from `seed`, uniform like nn.Linear's
     default (bound 1/sqrt(fan_in)); a member keeps its active block of W1."""
-    gen = torch.Generator().manual_seed(member_seeds(seed)[0])
-    w1 = (torch.rand(n_features, hidden, generator=gen) * 2 - 1) / math.sqrt(n_features)
-    w2 = (torch.rand(hidden, n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
-    b2 = (torch.rand(n_classes, generator=gen) * 2 - 1) / math.sqrt(hidden)
-    return w1, w2, b2
+    every = Member(seed, torch.arange(n_features), torch.arange(hidden))
+    return initial_block(every, n_features, hidden, n_classes)
+
+
+def initial_block(
+    member: Member, n_features: int, hidden: int, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The member's share of `initial_weights` (W1's active block, W2's active rows,
+    b2), equal to it bit for bit: the same draws, scaled only where they are kept."""
+    gen = torch.Generator().manual_seed(member_seeds(member.seed)[0])
+    w1 = torch.rand(n_features, hidden, generator=gen)
+    w2 = torch.rand(hidden, n_classes, generator=gen)
+    b2 = torch.rand(n_classes, generator=gen)
+    return (
+        (w1.index_select(0, member.inputs).index_select(1, member.hidden) * 2 - 1)
+        / math.sqrt(n_features),
+        (w2.index_select(0, member.hidden) * 2 - 1) / math.sqrt(hidden),
+        (b2 * 2 - 1) / math.sqrt(hidden),
+    )

@@ -7,16 +7,17 @@ layer never affects the output and never receives a gradient, so each member kee
 only its active block: W1 is (d_p, h_p), and its share of the work and memory shrinks
 with its active fraction.
 
-Speed (the work is tiny per step: batch 32): members are packed into groups whose
-weights, momentum and gradient fit in the CPU cache (`group_mb`), padded with zeros to
-the group's largest block (zero padding stays exactly zero: padded inputs are a zero
-column, padded hidden units have zero weights both ways). A group runs all its epochs
-before the next starts; on a CPU, groups are spread over worker threads that each run
-single-threaded kernels (one L2-resident GEMM per core beats one GEMM split across
-cores at these sizes). On a GPU there is no cache budget and a coarser ladder of block
-sizes, so groups are fewer and larger (still at most popgroup.MAX_GROUP members, equal blocks
-only) and run one after another in the calling thread. Forward and backward are
-written out (no autograd) and the optimizer updates in place.
+Speed (the work is tiny per step: batch 32): members with equal padded blocks (a
+fixed ladder of sizes: `popgroup.padded_size`) are stacked into groups whose weights,
+momentum and gradient fit in the CPU cache (`group_mb`); zero padding stays exactly
+zero (padded inputs are a zero column, padded hidden units have zero weights both
+ways). A group runs all its epochs before the next starts; on a CPU, groups are built
+and run on worker threads that each run single-threaded kernels (one GEMM per core
+beats one GEMM split across cores at these sizes). On a GPU there is no cache budget
+and a coarser ladder of block sizes, so groups are fewer and larger (still at most
+popgroup.MAX_GROUP members) and run one after another in the calling thread. Forward
+and backward are written out (no autograd) and the optimizer is torch's fused SGD
+kernel, in place; `popgroup` says where the time goes.
 
 Exactness: each member draws its initial weights and its minibatch orders from its own
 seed, members never mix, and zero padding does not change any sum, so a member's
@@ -26,6 +27,7 @@ on CPU): batched training equals training each genome alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -63,25 +65,34 @@ def train_heads(
     n_classes = n_classes or int(y.max().item()) + 1
     padded = torch.cat([x, x.new_zeros(len(x), 1)], dim=1)  # column D: the zero pad
     plan = plan_groups(members, len(x), settings, x.device)
-    groups = [Group([members[i] for i in chunk], padded, y, n_classes, settings) for chunk in plan]
+
+    def train(chunk: list[int]) -> list[Head]:
+        return Group([members[i] for i in chunk], padded, y, n_classes, settings).run()
+
     heads: list[Head | None] = [None] * len(members)
-    for chunk, trained in zip(plan, _run(groups, settings, x.device)):
+    for chunk, trained in zip(plan, _run(train, plan, settings, x.device)):
         for index, head in zip(chunk, trained):
             heads[index] = head
     return heads  # type: ignore[return-value]
 
 
-def _run(groups: list[Group], settings: HeadSettings, device: torch.device) -> list[list[Head]]:
-    """Run every group to completion: in this thread on a GPU, else over worker threads
-    (largest groups first, so the last ones to finish are short)."""
+def _run(
+    train: Callable[[list[int]], list[Head]],
+    plan: list[list[int]],
+    settings: HeadSettings,
+    device: torch.device,
+) -> list[list[Head]]:
+    """Build and train every group: in this thread on a GPU, else over worker threads
+    (largest groups first, so the last ones to finish are short; a group draws its
+    initial weights on its worker too)."""
     if device.type != "cpu":
-        return [g.run() for g in groups]
-    threads = min(settings.threads or torch.get_num_threads(), len(groups))
+        return [train(chunk) for chunk in plan]
+    threads = min(settings.threads or torch.get_num_threads(), len(plan))
     with single_threaded():
         if threads <= 1:
-            return [g.run() for g in groups]
+            return [train(chunk) for chunk in plan]
         with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(lambda g: g.run(), groups))
+            return list(pool.map(train, plan))
 
 
 @contextmanager
