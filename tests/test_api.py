@@ -13,30 +13,19 @@ import yaml
 
 import evotune
 from evotune.cli import main
+from tiny_configs import tiny_layers
 
 ONEMAX = {
     "task": {"name": "onemax", "length": 24},
     "search": {"population": 8, "generations": 5, "seed": 2},
     "output": {"report": False},
 }
-LAYERS = {
-    "task": {"name": "layers", "baselines": []},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 20,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_cnn",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "search": {"population": 4, "generations": 1, "seed": 1},
-    "fitness": {"epochs": 5, "batch_size": 16, "lr": 0.003, "device": "cpu"},
-    "output": {"report": False},
-}
+LAYERS = tiny_layers(
+    max_per_class=20,
+    search={"population": 4, "generations": 1, "seed": 1},
+    fitness={"epochs": 5},
+    output={"report": False},
+)
 
 
 def comparable(run: evotune.Run) -> dict:

@@ -26,25 +26,9 @@ from evotune.predict import load_model, predict, read_data
 from evotune.tasks.weights_base import MODEL_FILE, SVM_FILE, read_model
 from evotune.train.autoencoder import TiedStack
 from evotune.train.svm import svm_predict
+from tiny_configs import tiny_layers
 
-LAYERS = {
-    "task": {"name": "layers", "baselines": []},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_cnn",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "search": {"population": 2, "generations": 1},
-    "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"},
-    "output": {"report": False},
-}
+LAYERS = tiny_layers(search={"population": 2, "generations": 1}, output={"report": False})
 TONES = {"0": 300.0, "1": 900.0, "2": 2000.0}
 AUDIO = {"sample_rate": 8000, "duration": 0.3, "n_mels": 16, "n_fft": 256, "hop_length": 128}
 

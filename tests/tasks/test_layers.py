@@ -14,23 +14,9 @@ from evotune.config import resolve
 from evotune.models import load_checkpoint
 from evotune.report.genome_plots import layer_map_grid
 from evotune.report.rundata import load_run
+from tiny_configs import tiny_layers
 
-BASE = {
-    "task": {"name": "layers", "baselines": ["full", "head", "last_k", "random"]},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_cnn",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"},
-}
+BASE = tiny_layers(baselines=["full", "head", "last_k", "random"])
 
 
 def make_task(**fitness):

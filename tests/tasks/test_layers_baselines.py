@@ -14,24 +14,9 @@ from evotune.config import resolve
 from evotune.errors import UserError
 from evotune.train.auto_rgn import AutoRgnRun, normalised, relative_gradient_norms
 from evotune.train.finetune import TrainingRun, TrainSettings
+from tiny_configs import tiny_layers
 
-BASE = {
-    "task": {"name": "layers", "baselines": ["surgical", "auto_rgn"]},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_cnn",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"},
-    "search": {"population": 3, "generations": 1},
-}
+BASE = tiny_layers(baselines=["surgical", "auto_rgn"], search={"population": 3, "generations": 1})
 
 
 def raw_config(**task):

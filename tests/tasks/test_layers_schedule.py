@@ -15,23 +15,9 @@ from evotune.engine.summary import best_entry
 from evotune.report.noise import noise_rows
 from evotune.report.rundata import load_run
 from evotune.train.schedule import repeat_seeds
+from tiny_configs import tiny_layers
 
-BASE = {
-    "task": {"name": "layers", "baselines": []},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_cnn",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "fitness": {"epochs": 4, "batch_size": 16, "lr": 0.003, "device": "cpu", "patience": None},
-}
+BASE = tiny_layers(fitness={"epochs": 4, "patience": None})
 
 
 def raw_config(**fitness):

@@ -15,23 +15,9 @@ import torch
 from evotune.api import run as run_search
 from evotune.config import resolve
 from evotune.train.poplayers import PopulationTrainer
+from tiny_configs import tiny_layers
 
-BASE = {
-    "task": {"name": "layers", "baselines": []},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {
-        "backbone": "builtin:small_resnet",
-        "channels": "keep",
-        "normalize": "none",
-        "granularity": "leaf",
-    },
-    "fitness": {"epochs": 3, "batch_size": 16, "lr": 0.003, "device": "cpu", "threads": 1},
-}
+BASE = tiny_layers(model={"backbone": "builtin:small_resnet"}, fitness={"epochs": 3, "threads": 1})
 # float32 stacked kernels (grouped convolutions, batched matmuls) sum in another order
 # than one member's: a few steps of Adam keep the difference at this level.
 VAL_LOSS_REL = 1e-5

@@ -18,18 +18,9 @@ from evotune.errors import UserError
 from evotune.executors.guard import evaluate_guarded
 from evotune.train.device import check_precision, place, resolve_device
 from evotune.train.finetune import TrainSettings, fit
+from tiny_configs import tiny_layers
 
-LAYERS = {
-    "task": {"name": "layers", "baselines": []},
-    "data": {
-        "source": "digits",
-        "classes": [0, 1, 2],
-        "max_per_class": 12,
-        "split": {"val_fraction": 0.3, "test_fraction": 0.3},
-    },
-    "model": {"backbone": "builtin:small_cnn", "channels": "keep", "normalize": "none"},
-    "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu"},
-}
+LAYERS = tiny_layers(model={"granularity": "block"})
 
 
 def make_task(task: str = "layers", **fitness):
