@@ -86,9 +86,9 @@ class Run:
         evaluation) and `pareto`."""
         if self.finished:
             return dict(json.loads((self.path / "summary.json").read_text(encoding="utf-8")))
-        from evotune.export import _summary  # resolves the config: loads the task, torch
+        from evotune.export import run_summary  # resolves the config: loads the task, torch
 
-        return _summary(self.path, self._resolved_config())
+        return run_summary(self.path, self._resolved_config())
 
     @property
     def best(self) -> Best | None:

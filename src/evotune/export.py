@@ -35,7 +35,7 @@ def export(
     if device is not None and "device" in type(config.fitness).model_fields:
         resolve_device(device, "--device")
         config.fitness = config.fitness.model_copy(update={"device": device})
-    summary = _summary(run_dir, config)
+    summary = run_summary(run_dir, config)
     if pick is not None and len(summary["objectives"]) < 2:
         names = ", ".join(o["name"] for o in summary["objectives"])
         raise UserError(
@@ -69,7 +69,7 @@ def task_pipeline(config: Any, task: Any) -> dict[str, Any]:
     return record_pipeline(config.data, classes, shape, getattr(task, "input_map", None))
 
 
-def _summary(run_dir: Path, config: Any) -> dict[str, Any]:
+def run_summary(run_dir: Path, config: Any) -> dict[str, Any]:
     """summary.json, or for a run still going or interrupted (no summary yet) the best
     and the front of what its journal holds so far."""
     path = run_dir / "summary.json"
