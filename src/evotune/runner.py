@@ -25,6 +25,7 @@ from evotune.engine import ALGORITHMS
 from evotune.engine.algorithm import Algorithm, AlgorithmSetup, Refine, handles_many_objectives
 from evotune.engine.loop import Callbacks, Executor, SearchLoop, StopRules
 from evotune.engine.operators.base import mating_for
+from evotune.engine.problem import is_whole_generation
 from evotune.engine.spaces import Space
 from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.errors import UserError
@@ -76,7 +77,7 @@ def build_algorithm(
 
 def build_executor(config: ExecutorConfig, task: Task | None = None) -> Executor:
     """The configured executor; Ray is imported only for `kind: ray`."""
-    if config.chunk_size and getattr(task, "whole_generation", False):
+    if config.chunk_size and task is not None and is_whole_generation(task):
         raise UserError(
             "executor.chunk_size: this task ranks a generation's genomes together "
             "(successive halving), so it evaluates them in one call; remove "

@@ -32,7 +32,13 @@ import numpy as np
 from evotune.engine.algorithm import Algorithm
 from evotune.engine.genome_store import GenomeStore
 from evotune.engine.journal import Journal
-from evotune.engine.problem import Evaluation, Problem, evaluation_seed, losses_of
+from evotune.engine.problem import (
+    Evaluation,
+    Problem,
+    evaluation_seed,
+    is_whole_generation,
+    losses_of,
+)
 from evotune.engine.replay import Entry, FitnessCache
 from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
 from evotune.engine.summary import (
@@ -391,7 +397,7 @@ class SearchLoop:
             )
 
     def _reload_files(self, generation: int | None) -> None:
-        replay = not getattr(self.problem, "whole_generation", False)
+        replay = not is_whole_generation(self.problem)
         self.cache.reload(self.run_dir, self.journal.path, generation, replay, self.evaluations)
 
 

@@ -53,6 +53,12 @@ class Problem(Protocol):
         ...
 
 
+def is_whole_generation(problem: Problem) -> bool:
+    """Whether `problem` needs a generation's new genomes in one call (a problem that
+    does not say, e.g. a user's duck-typed one, does not)."""
+    return bool(getattr(problem, "whole_generation", False))
+
+
 def losses_of(objectives: tuple[Objective, ...], fitness: np.ndarray) -> np.ndarray:
     """Fitness rows (natural units) -> loss rows (lower is better, NaN -> inf)."""
     fitness = np.atleast_2d(np.asarray(fitness, dtype=float))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evotune.engine.problem import Evaluation, Problem
+from evotune.engine.problem import Evaluation, Problem, is_whole_generation
 from evotune.errors import UserError
 
 MAX_MESSAGE = 500  # characters of an exception's message kept in the journal
@@ -37,7 +37,7 @@ def evaluate_guarded(problem: Problem, genomes: np.ndarray, seeds: np.ndarray) -
     except Exception as err:  # noqa: BLE001 - any failure of the task is recorded
         if out_of_memory(err):
             _release_gpu_memory()  # what the failed evaluation held, before the next one
-        if len(genomes) == 1 or getattr(problem, "whole_generation", False):
+        if len(genomes) == 1 or is_whole_generation(problem):
             return [failed(problem, describe(err)) for _ in genomes]
     return [
         evaluate_guarded(problem, genomes[i : i + 1], seeds[i : i + 1])[0]

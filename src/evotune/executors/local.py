@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from evotune.engine.problem import Evaluation, Problem
+from evotune.engine.problem import Evaluation, Problem, is_whole_generation
 from evotune.executors.guard import evaluate_guarded
 
 
@@ -35,6 +35,6 @@ def chunk_size(
 ) -> int:
     """Genomes per evaluate() call: all of them for a whole-generation task, else the
     configured chunk, the task's preference, `default` (the executor's), or all."""
-    if getattr(problem, "whole_generation", False):
+    if is_whole_generation(problem):
         return max(1, count)
     return configured or problem.genomes_per_call or default or max(1, count)
