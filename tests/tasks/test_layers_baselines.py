@@ -84,7 +84,7 @@ def test_auto_rgn_sets_each_tensors_learning_rate_every_epoch():
 
 
 def test_baselines_run_journal_and_record_their_compute(tmp_path):
-    raw = raw_config(baselines=["full", "surgical", "auto_rgn", "random"])
+    raw = raw_config(baselines=["full", "surgical", "auto_rgn", "random", "random_full"])
     raw["fitness"].update(schedule="successive_halving", min_epochs=1, eta=2)
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps(raw))
@@ -92,7 +92,7 @@ def test_baselines_run_journal_and_record_their_compute(tmp_path):
     assert main(["run", str(config), "--out", str(run), "-q"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     baselines = summary["baselines"]
-    assert set(baselines) == {"full", "surgical", "auto_rgn", "random"}
+    assert set(baselines) == {"full", "surgical", "auto_rgn", "random", "random_full"}
     for entry in baselines.values():
         assert entry["epochs_trained"] > 0 and entry["seconds"] > 0
         assert "test_accuracy" in entry["metrics"]
@@ -101,10 +101,14 @@ def test_baselines_run_journal_and_record_their_compute(tmp_path):
     assert baselines["auto_rgn"]["genome"] == baselines["full"]["genome"]
     lines = [json.loads(line) for line in (run / "baselines.jsonl").read_text().splitlines()]
     kinds = {line["kind"] for line in lines}
-    assert {"eval:auto_rgn", "test:auto_rgn", "eval", "test"} <= kinds
+    assert {"eval:auto_rgn", "test:auto_rgn", "eval", "test", "eval:surgical"} <= kinds
     # random masks under the search's schedule: halving ranks the candidates together
     assert "rung" in baselines["random"]["metrics"]
-    assert baselines["surgical"]["epochs_trained"] < 4 * 2  # halving cut some short
+    # every other baseline trains each candidate the full budget (2 epochs; no early stop)
+    for line in lines:
+        if line["kind"] in ("eval:surgical", "eval:random_full", "eval:full"):
+            assert line["metrics"]["fidelity"] == 1.0 and "rung" not in line["metrics"]
+    assert baselines["surgical"]["epochs_trained"] == 4 * 2
     assert main(["resume", str(run), "-q"]) == 0  # nothing evaluated again
     again = [json.loads(line) for line in (run / "baselines.jsonl").read_text().splitlines()]
     assert len(again) == len(lines)

@@ -93,6 +93,17 @@ def test_repeats_below_one_is_bad_input(tmp_path, capsys):
     assert "fitness.repeats" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key,value", [("min_epochs", 2), ("eta", 2)])
+def test_halving_keys_without_halving_are_bad_input(tmp_path, capsys, key, value):
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(raw_config(**{key: value})))  # schedule: full (default)
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key} applies to schedule: successive_halving" in err and "Traceback" not in err
+    config.write_text(json.dumps(raw_config(schedule="successive_halving", **{key: value})))
+    assert main(["validate", str(config)]) == 0
+
+
 def test_a_run_with_halving_and_repeats_reports_spread_beside_seed_noise(tmp_path):
     raw = raw_config(epochs=2, schedule="successive_halving", min_epochs=1, eta=2, repeats=2)
     raw["search"] = {"population": 4, "generations": 2}

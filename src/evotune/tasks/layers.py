@@ -47,7 +47,7 @@ from evotune.train.prefix_cache import PrefixCache, Suffix
 from evotune.train.schedule import Outcome, Schedule, ScheduleFields, combine
 
 BASELINES = ("full", "head", "last_k", "random")  # the default list
-BaselineName = Literal["full", "head", "last_k", "random", "surgical", "auto_rgn"]
+BaselineName = Literal["full", "head", "last_k", "random", "random_full", "surgical", "auto_rgn"]
 
 
 class LayersOptions(Section):
@@ -59,8 +59,9 @@ class LayersOptions(Section):
     baselines: list[BaselineName] = Field(
         list(BASELINES),
         description="full, head, last_k, random (masks; with the search's schedule), "
-        "surgical (one gene group at a time: Lee et al. 2023), auto_rgn (every layer, "
-        "learning rates by relative gradient norm)",
+        "random_full (masks, each trained the full budget), surgical (one gene group at a "
+        "time: Lee et al. 2023), auto_rgn (every layer, learning rates by relative "
+        "gradient norm); all but random train the full budget under successive halving",
     )
     last_k: list[int] | None = Field(None, description="k values for the last-k sweep")
     baseline_budget: Literal["evaluations", "time"] = Field(
@@ -345,11 +346,11 @@ class LayersTask(Task):
                 out[name] = self._surgical()
             elif name == "auto_rgn":
                 out[name] = self.space.repair(np.ones((1, n)))  # all genes: see baseline_problem
-            else:
+            else:  # random, random_full
                 out[name] = self.space.sample(max(1, budget), rng)
         return out
 
-    open_baselines = ("random",)  # drawn until they used the search's time
+    open_baselines = ("random", "random_full")  # drawn until they used the search's time
 
     @property
     def baseline_budget(self) -> str:
@@ -362,11 +363,19 @@ class LayersTask(Task):
     def baseline_problem(self, name: str) -> LayersTask | None:
         """The task that evaluates a baseline's candidates when it is not this one:
         `auto_rgn` trains with per-tensor learning rates (train/auto_rgn.py), so its
-        all-ones genome means something else than the plain full fine-tune."""
-        if name != "auto_rgn":
+        all-ones genome means something else than the plain full fine-tune; under
+        successive halving every baseline but `random` (which isolates selection by
+        sharing the search's schedule) trains each candidate for the full budget, as a
+        practitioner would: a one-block fine-tune is not dropped on its first epoch."""
+        halving = self.schedule.halving and name != "random"
+        if name != "auto_rgn" and not halving:
             return None
         view = copy.copy(self)  # shares the template, data and prefix cache
-        view.run_class, view.batched = AutoRgnRun, None
+        if halving:
+            view.schedule = dataclasses.replace(self.schedule, budgets=None)
+            view.whole_generation, view.genomes_per_call = False, 1
+        if name == "auto_rgn":
+            view.run_class, view.batched = AutoRgnRun, None
         return view
 
     def _surgical(self) -> np.ndarray:

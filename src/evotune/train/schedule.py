@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evotune.errors import UserError
 from evotune.sections import Section
@@ -44,6 +44,21 @@ class ScheduleFields(Section):
     repeat: Literal["all"] = Field(
         "all", description="which genomes get the repeats: all (elites: not yet)"
     )
+
+    @model_validator(mode="after")
+    def _halving_keys_need_halving(self) -> ScheduleFields:
+        # Compared with the default, not "was it set": a run's config.yaml lists every
+        # key with its value and must validate again on resume.
+        if self.schedule == "full":
+            fields = type(self).model_fields
+            changed = [k for k in ("min_epochs", "eta") if getattr(self, k) != fields[k].default]
+            if changed:
+                raise ValueError(
+                    f"{' and '.join(changed)} appl{'y' if len(changed) > 1 else 'ies'} to "
+                    "schedule: successive_halving only; "
+                    "set schedule: successive_halving or remove them"
+                )
+        return self
 
 
 Start = Callable[[np.ndarray, int], tuple[TrainingRun, Any]]
