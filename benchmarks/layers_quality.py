@@ -1,14 +1,26 @@
 """The first seed's claim on real data: GA layer selection vs full fine-tuning, head only,
-last-k and random masks (same evaluation budget), test accuracy mean +- std over seeds.
+last-k, surgical, Auto-RGN and random masks, test accuracy mean +- std over seeds.
 
-Backbone: evotune's small ResNet pretrained on the MNIST test set (`evotune pretrain`).
+Backbones (`--backbone`): `mnist`, evotune's small ResNet pretrained on the MNIST test
+set (`evotune pretrain`); `resnet56`, the real CIFAR-10-pretrained ResNet-56 of
+../shared/data/cifar10-resnet56, brought as a user's own code
+(`examples/byo/cifar_resnet.py`, at block granularity: 27 searchable genes).
 Targets: (a) spoken digits (FSDD, log-mel, official split: recordings 0-4 are the test
-set, so no speaker's test recordings are seen in training), (b) scikit-learn's digits.
+set, so no speaker's test recordings are seen in training), (b) scikit-learn's digits,
+(c) with `resnet56`, MNIST few-shot (20 training images per class, 2,100 test images).
 
     python benchmarks/layers_quality.py [--quick] [--seeds 3] [--search seed|default]
                                         [--schedule full|successive_halving]
-                                        [--targets fsdd digits] [--out DIR]
+                                        [--backbone mnist|resnet56]
+                                        [--targets fsdd digits mnist] [--out DIR]
                                         [--write BENCHMARKS.md]
+
+`--backbone resnet56` is the equal-wall-time comparison of issue 15: evotune's default
+search (default GA, successive halving) with every baseline (random masks under the
+search's schedule and at the full budget, both given the search's wall time), then the
+seed preset (seed GA, full schedule) given the same wall time (`max_minutes`); the
+fixed baselines (full, head, last-k, surgical, Auto-RGN) train each candidate once for
+the full budget. Inputs are 16 x 16 (FSDD: 32 mel bands x 16 frames) to fit 2 cores.
 
 `--search seed` (default) is the seed's GA (SEEDS.md §1: keep the top half, sequential
 crossover, 4 % flips); `--search default` is evotune's default GA for binary genomes
@@ -36,9 +48,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fsdd_data, mnist_backbone  # noqa: E402
+from common import MNIST, SHARED, fsdd_data, mnist_backbone, require  # noqa: E402
 
 METHODS = ("search", "full", "head", "last_k", "random", "surgical", "auto_rgn")
+# --backbone resnet56: the default search, the seed preset's run, and every baseline
+R56_METHODS = ("search", "seed", "random", "random_full", "surgical", "last_k", "auto_rgn",
+               "full", "head")  # fmt: skip
+R56_BUDGET = {"population": 10, "generations": 6, "epochs": 4, "fsdd_per_class": 20}
+R56_MODEL = {
+    "backbone": "python:examples/byo/cifar_resnet.py:resnet56",
+    "weights": "WEIGHTS",  # filled in from the shared folder
+    "granularity": "block",
+    "channels": "repeat",
+    "normalize": "imagenet",
+}
 BUDGETS = {  # mode -> search and training budget of every run
     "quick": {"population": 8, "elitism": 4, "generations": 3, "epochs": 4, "fsdd_per_class": 20},
     # The seed's population is 24; 16 keeps three seeds of both targets near 20 minutes.
@@ -92,31 +115,138 @@ def run_one(
         "output": {"report": False},
     }
     summary = finished(out) or run_or_resume(config, out)
-    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
-    trained = [e for e in journal if not e.get("cached")]
-    search_compute = (
-        sum(
-            int(e["metrics"].get("epochs_trained", e["metrics"].get("epochs", 0))) for e in trained
-        ),
-        sum(float(e.get("seconds") or 0) for e in trained),
-    )
+    compute = search_compute(out)
     rows = {"search": summary["best"], **summary["baselines"]}
     return {
         name: (
             rows[name]["metrics"]["test_accuracy"],
             rows[name]["metrics"]["trainable_params"],
-            search_compute if name == "search" else
+            compute if name == "search" else
             (rows[name].get("epochs_trained", 0), rows[name].get("seconds", 0.0)),
         )
         for name in METHODS
     }  # fmt: skip
 
 
-def finished(out: Path) -> dict | None:
-    """The summary of a run in `out` that got through its baselines, else None."""
+def r56_targets(budget: dict) -> dict[str, dict]:
+    small = {"resize": [16, 16]}  # model keys per target: 16 x 16 inputs
+    return {
+        "fsdd": (
+            fsdd_data(
+                max_per_class=budget["fsdd_per_class"],
+                audio={**fsdd_data()["audio"], "n_mels": 32, "hop_length": 512},
+            ),
+            {},
+        ),
+        "mnist": (
+            {
+                "source": "idx",
+                "path": str(require(MNIST)),
+                "max_per_class": 250,  # 20 train, 10 val, 220 test per class
+                "split": {"val_fraction": 0.04, "test_fraction": 0.88},
+            },
+            small,
+        ),
+        "digits": (
+            {
+                "source": "digits",
+                "max_per_class": 10,
+                "split": {"val_fraction": 0.3, "test_fraction": 0.3},
+            },
+            small,
+        ),
+    }
+
+
+def run_r56(data: dict, model: dict, seed: int, budget: dict, out: Path) -> dict:
+    """The default search with every baseline, then the seed preset for as long."""
+    weights = require(SHARED / "data" / "cifar10-resnet56" / "resnet56-4bfd9763.th")
+    fitness = {"epochs": budget["epochs"], "batch_size": 32, "lr": 1e-3, "device": "cpu",
+               "threads": 1, "patience": None}  # fmt: skip
+    base = {
+        "data": {**data, "split": {**data["split"], "seed": seed}},
+        "model": {**R56_MODEL, "weights": str(weights), **model},
+        "output": {"report": False},
+    }
+    default = base | {
+        "task": {"name": "layers", "frozen_prefix": 2, "baselines": list(R56_METHODS[2:])},
+        "search": {k: budget[k] for k in ("population", "generations")} | {"seed": seed},
+        "fitness": fitness | {"schedule": "successive_halving", "min_epochs": 1, "eta": 2},
+    }
+    summary = finished(out / "default", R56_METHODS[2:]) or run_or_resume(default, out / "default")
+    minutes = summary["wall_seconds"] / 60
+    seed_run = base | {
+        "task": {"name": "layers", "frozen_prefix": 2, "baselines": []},
+        "search": {
+            "preset": "seed",
+            "population": budget["population"],
+            "seed": seed,
+            "max_minutes": minutes,
+        },  # fmt: skip
+        "fitness": fitness,
+    }
+    preset = finished(out / "seed", ()) or run_or_resume(seed_run, out / "seed")
+    rows = {"search": summary["best"], "seed": preset["best"], **summary["baselines"]}
+    measured = noise(out / "default")
+    computes = {"search": search_compute(out / "default"), "seed": search_compute(out / "seed")}
+    for name, row in summary["baselines"].items():
+        computes[name] = (row.get("epochs_trained", 0), row.get("seconds", 0.0))
+    return {
+        name: (
+            rows[name]["metrics"]["test_accuracy"],
+            rows[name]["metrics"]["trainable_params"],
+            computes[name],
+        )
+        for name in R56_METHODS
+    } | {"noise": measured}  # fmt: skip
+
+
+def noise(out: Path, repeats: int = 3) -> dict:
+    """Seed-to-seed noise of the search's best genome (its validation accuracy trained
+    the full budget from `repeats` seeds) beside the spread of full-fidelity values
+    across the search's evaluations: selection has signal where spread >> noise."""
+    path = out / "noise.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    import numpy as np
+
+    from evotune.runner import load_resume_config
+    from evotune.tasks.base import build_task
+    from evotune.train.schedule import repeat_seeds
+
+    config = load_resume_config(out)
+    task = build_task(config)
+    summary = json.loads((out / "summary.json").read_text())
+    genome = task.space.from_json(summary["best"]["genome"])
+    view = task.baseline_problem("full") or task  # the full budget, genome by genome
+    seeds = repeat_seeds(config.search.seed, repeats)
+    values = [view.evaluate(genome[None], np.array([s]))[0].fitness[0] for s in seeds]
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    full = [e["fitness"][0] for e in journal
+            if not e.get("cached") and e["metrics"].get("fidelity", 1.0) == 1.0]  # fmt: skip
+    result = {"noise": statistics.stdev(values), "spread": statistics.pstdev(full)}
+    path.write_text(json.dumps(result))
+    return result
+
+
+def search_compute(out: Path) -> tuple[int, float]:
+    """Epochs trained and seconds of a run's search evaluations (cached ones are free)."""
+    journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    trained = [e for e in journal if not e.get("cached")]
+    epochs = sum(
+        int(e["metrics"].get("epochs_trained", e["metrics"].get("epochs", 0))) for e in trained
+    )
+    return epochs, sum(float(e.get("seconds") or 0) for e in trained)
+
+
+def finished(out: Path, baselines=METHODS[1:]) -> dict | None:
+    """The summary of a run in `out` that got through its baselines (and the test of its
+    best), else None."""
     path = out / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
-    return summary if set(METHODS[1:]) <= set(summary.get("baselines") or {}) else None
+    best = (summary.get("best") or {}).get("metrics") or {}
+    done = set(baselines) <= set(summary.get("baselines") or {}) and "test_accuracy" in best
+    return summary if done else None
 
 
 def run_or_resume(config: dict, out: Path) -> dict:
@@ -129,7 +259,7 @@ def run_or_resume(config: dict, out: Path) -> dict:
     return start(resolve(config), out)
 
 
-def table(name: str, results: list[dict], budget: str) -> list[str]:
+def table(name: str, results: list[dict], budget: str, methods=METHODS) -> list[str]:
     lines = [
         f"**{name}** ({budget})",
         "",
@@ -137,7 +267,7 @@ def table(name: str, results: list[dict], budget: str) -> list[str]:
         "| epochs trained (mean) | seconds (mean) |",
         "|---|---|---|---|---|",
     ]
-    for method in METHODS:
+    for method in methods:
         acc = [r[method][0] for r in results]
         params = [r[method][1] for r in results]
         epochs = [r[method][2][0] for r in results]
@@ -151,16 +281,65 @@ def table(name: str, results: list[dict], budget: str) -> list[str]:
     return lines + [""]
 
 
+def main_r56(args: argparse.Namespace) -> None:
+    budget = R56_BUDGET if not args.quick else {**R56_BUDGET, "generations": 2, "epochs": 2}
+    began = time.perf_counter()
+    label = (
+        f"ResNet-56 (CIFAR-10), default GA + successive halving (min 1, eta 2), population "
+        f"{budget['population']}, {budget['generations']} generations, {budget['epochs']} "
+        "epochs; everything else at the search's wall time or full budget"
+    )
+    lines = [
+        f"`python benchmarks/layers_quality.py --backbone resnet56"
+        f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
+        f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}` "
+        f"({time.strftime('%Y-%m-%d')}, 2 CPU cores, fitness.threads 1)",
+        "",
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.out or Path(scratch)
+        for name, (data, model) in r56_targets(budget).items():
+            if args.targets and name not in args.targets:
+                continue
+            results = []
+            for seed in range(args.seeds):
+                out = folder / f"r56{'-quick' * args.quick}-{name}-{seed}"
+                results.append(run_r56(data, model, seed, budget, out))
+                print(f"{name} seed {seed} done", file=sys.stderr)
+            lines += table(name, results, label, R56_METHODS)
+            print("\n".join(table(name, results, label, R56_METHODS)), file=sys.stderr)
+            lines += noise_lines(results)
+    lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")
+    print("\n".join(lines))
+    if args.write:
+        with open(args.write, "a", encoding="utf-8") as handle:
+            handle.write("\n" + "\n".join(lines) + "\n")
+
+
+def noise_lines(results: list[dict]) -> list[str]:
+    noise = [r["noise"]["noise"] for r in results]
+    spread = [r["noise"]["spread"] for r in results]
+    return [
+        f"Seed-to-seed noise of the best genome's validation accuracy (3 seeds, full budget): "
+        f"{statistics.mean(noise):.4f} (mean over runs); spread of the search's full-budget "
+        f"values: {statistics.mean(spread):.4f}.",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small budget, a few minutes")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--search", choices=sorted(SEARCHES), default="seed")
     parser.add_argument("--schedule", choices=["full", "successive_halving"], default="full")
-    parser.add_argument("--targets", nargs="+", choices=["fsdd", "digits"], default=None)
+    parser.add_argument("--targets", nargs="+", choices=["fsdd", "digits", "mnist"])
+    parser.add_argument("--backbone", choices=["mnist", "resnet56"], default="mnist")
     parser.add_argument("--out", type=Path, help="keep runs here; rerun to resume")
     parser.add_argument("--write", type=Path, help="append the tables to this file")
     args = parser.parse_args()
+    if args.backbone == "resnet56":
+        return main_r56(args)
     mode = "quick" if args.quick else "full"
     budget = BUDGETS[mode]
     search = SEARCHES[args.search](budget)

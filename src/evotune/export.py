@@ -9,6 +9,7 @@ from typing import Any
 from evotune.data.pipeline import record_pipeline
 from evotune.engine.journal import read_jsonl
 from evotune.engine.problem import evaluation_seed
+from evotune.engine.replay import FitnessCache
 from evotune.engine.summary import best_entry, pareto_entries, public
 from evotune.errors import UserError
 from evotune.prune.picks import pick as choose
@@ -76,8 +77,11 @@ def run_summary(run_dir: Path, config: Any) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     objectives = config.task_class.objectives_for(config)
-    entries = [e for e in read_jsonl(run_dir / "journal.jsonl") if "error" not in e]
-    entries = [e for e in entries if not e["cached"]]
+    cache = FitnessCache()  # folds the confirmations of `repeat: elites`
+    for entry in read_jsonl(run_dir / "journal.jsonl"):
+        if "error" not in entry and not entry["cached"]:
+            cache.remember(entry)
+    entries = list(cache.known.values())
     return {
         "objectives": [o.__dict__ for o in objectives],
         "best": public(best_entry(objectives, entries)) if entries else None,

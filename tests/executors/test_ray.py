@@ -139,6 +139,27 @@ def test_successive_halving_ranks_the_whole_generation_on_ray_too(tmp_path):
     assert sorted(row[-1] for row in values(tmp_path / "ray") if row[0] == 0) == [0, 0, 0, 1, 2, 2]
 
 
+def test_confirmed_elites_match_between_ray_and_local(tmp_path):
+    """repeat: elites under halving: the confirmations (full budget, genome by genome)
+    are the same values on Ray's workers as in process."""
+    config = write(tmp_path, HALVING)
+    elites = ("fitness.repeats=2", "fitness.repeat=elites", "search.elitism=2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run(config, tmp_path / "local", *elites) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert run(config, tmp_path / "ray", "executor.kind=ray", *elites) == 0
+
+    def values(run_dir):
+        return sorted((e["generation"], e["index"], e["hash"], e["fitness"], bool(e.get("confirms")))
+                      for e in journal_lines(run_dir))  # fmt: skip
+
+    assert values(tmp_path / "ray") == values(tmp_path / "local")
+    assert any(row[-1] for row in values(tmp_path / "ray"))
+
+
 def without_timings(run_dir):
     """A run's journal and summary without wall-clock values (seconds, train_seconds)."""
 

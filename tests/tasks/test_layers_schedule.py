@@ -119,3 +119,41 @@ def test_a_run_with_halving_and_repeats_reports_spread_beside_seed_noise(tmp_pat
     assert [r["generation"] for r in rows] == [0, 1]
     assert all(r["noise"] >= 0 and r["spread"] >= 0 for r in rows)
     assert "Selection signal" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize("halving", [True, False])
+def test_repeat_elites_confirms_elites_at_the_full_budget(tmp_path, halving):
+    schedule = {"schedule": "successive_halving", "min_epochs": 1, "eta": 2} if halving else {}
+    raw = raw_config(repeats=2, repeat="elites", **schedule)
+    raw["search"] = {"population": 4, "generations": 2, "elitism": 1}
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(raw))
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    lines = [json.loads(line) for line in (run / "journal.jsonl").read_text().splitlines()]
+    confirms = [e for e in lines if e.get("confirms")]
+    assert confirms and all(e["metrics"]["fidelity"] == 1.0 for e in confirms)
+    assert all("rung" not in e["metrics"] for e in confirms)  # genome by genome
+    assert all(e["metrics"].get("repeats", 1) == 1 for e in lines)  # one seed each
+    hashes = [e["hash"] for e in confirms]
+    assert len(hashes) == len(set(hashes))  # repeats 2: one more evaluation, once
+    first = {e["hash"]: e for e in lines if not e["cached"] and not e.get("confirms")}
+    assert set(hashes) <= set(first)
+    if not halving:  # every first value is a full one: each confirmed elite has a noise
+        rows = noise_rows(load_run(run))
+        assert rows and {r["generation"] for r in rows} <= {e["generation"] for e in confirms}
+
+
+@pytest.mark.parametrize(
+    "fitness,search,message",
+    [({"repeats": 1, "repeat": "elites"}, {}, "repeats: 2 or more"),
+     ({"repeats": 2, "repeat": "elites"}, {"algorithm": "annealing"}, "repeat: elites")],
+)  # fmt: skip
+def test_repeat_elites_without_elites_is_bad_input(tmp_path, capsys, fitness, search, message):
+    raw = raw_config(**fitness)
+    raw.setdefault("search", {}).update(search)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(raw))
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -80,6 +80,21 @@ class Algorithm(ABC):
             raise RuntimeError("no population yet: call ask() and tell() first")
         return self.genomes, self.losses
 
+    keeps_elites: bool = False  # `kept()` names members carried on unchanged
+
+    def kept(self) -> np.ndarray:
+        """Members carried into the next generation without being asked again (the
+        elites), whose fitness `repeat: elites` confirms; none unless the algorithm has
+        such a set."""
+        return np.zeros((0, self.space.n_genes))
+
+    def revise(self, genomes: np.ndarray, losses: np.ndarray) -> None:
+        """New losses for members of the population (a confirmed elite's mean)."""
+        assert self.genomes is not None and self.losses is not None
+        for genome, loss in zip(genomes, losses):
+            rows = np.flatnonzero((self.genomes == genome).all(axis=1))
+            self.losses[rows] = loss
+
     def state_dict(self) -> dict[str, np.ndarray]:
         if self.genomes is None or self.losses is None:
             return {}

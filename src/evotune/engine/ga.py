@@ -32,6 +32,7 @@ class GeneticAlgorithm(BreedingAlgorithm):
     """
 
     name = "ga"
+    keeps_elites = True
 
     def __init__(
         self,
@@ -66,6 +67,15 @@ class GeneticAlgorithm(BreedingAlgorithm):
         seeds = self.rng.integers(0, 2**63, size=len(elites))
         refined = self.refine(elites.copy(), seeds)
         return self.space.repair(refined)
+
+    def kept(self) -> np.ndarray:
+        if self.genomes is None or self.refine is not None:  # refined elites are re-asked
+            return super().kept()
+        return self.genomes[: self.elitism]
+
+    def revise(self, genomes: np.ndarray, losses: np.ndarray) -> None:
+        super().revise(genomes, losses)
+        self.genomes, self.losses = sort_by_loss(self.genomes, self.losses)
 
     def tell(self, genomes: np.ndarray, losses: np.ndarray) -> None:
         if self.refine is not None and self.genomes is not None and self.elitism:

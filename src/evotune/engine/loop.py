@@ -12,6 +12,13 @@ are taken from there (`replay.py`), so a killed run finishes exactly as an
 uninterrupted one. What is reported (best, Pareto front, hypervolume, one record per
 generation) is computed in `summary.py`.
 
+`repeat: elites` (a problem with `confirmations` > 0): after each generation's `tell`,
+every genome in the algorithm's kept set (the GA's elites) not confirmed yet is
+evaluated `confirmations` more times, from seeds derived from its own and at the full
+budget; the journal gets those lines (`"confirms": true`, indices after the
+generation's), the cache their mean (`replay.fold`), and the algorithm the new losses.
+Each confirmation counts as an evaluation.
+
 A failed evaluation (the task raised: see `executors/guard.py`) is journaled with its
 `error` and NaN fitness, and the run goes on. It is not cached: a failed genome asked
 again, in a later generation or after a resume, is evaluated again, so a transient
@@ -35,9 +42,12 @@ from evotune.engine.journal import Journal
 from evotune.engine.problem import (
     Evaluation,
     Problem,
+    at_full_budget,
+    confirmations_of,
     evaluation_seed,
     is_whole_generation,
     losses_of,
+    repeat_seeds,
 )
 from evotune.engine.replay import Entry, FitnessCache
 from evotune.engine.state import atomic_write_json, load_checkpoint, save_checkpoint
@@ -129,6 +139,12 @@ class SearchLoop:
         self.store = GenomeStore(self.run_dir) if problem.space.external else None
         self.generations_log = Journal(self.run_dir / "generations.jsonl")
         self._started = time.monotonic()
+        self._full_budget: Problem | None = None  # the view confirmations are evaluated by
+        if confirmations_of(problem) and not algorithm.keeps_elites:
+            raise UserError(
+                f"fitness.repeat: elites confirms the elites a GA keeps; algorithm "
+                f"{algorithm.name!r} keeps none: use search.algorithm: ga or repeat: all"
+            )
 
     @property
     def archive(self) -> dict[str, Entry]:
@@ -194,6 +210,7 @@ class SearchLoop:
         self.callbacks.generation_started(self.generation, len(genomes))
         fitness, cached = self._evaluate(genomes, hashes)
         self.algorithm.tell(genomes, losses_of(self.objectives, fitness))
+        self._confirm_kept(first_index=len(genomes))
         record = self._generation_record(cached, time.monotonic() - started)
         self._keep_genomes(genomes, hashes)
         self.generations_log.append([record])
@@ -247,6 +264,56 @@ class SearchLoop:
         n_cached = sum(1 for e in entries if e["cached"])
         return np.array([e["fitness"] for e in entries], dtype=float), n_cached
 
+    def _confirm_kept(self, first_index: int) -> None:
+        """`repeat: elites`: evaluate the kept genomes not confirmed yet from their
+        further seeds (journal indices from `first_index` on), then hand the algorithm
+        their mean losses."""
+        extra = confirmations_of(self.problem)
+        if not extra:
+            return
+        kept = self.algorithm.kept()
+        keys = [self.problem.space.hash(g) for g in kept]
+        todo = [
+            i
+            for i, key in enumerate(keys)
+            if keys.index(key) == i and key in self.archive and not self.cache.confirmed(key)
+        ]
+        rows = [
+            (i, seed)
+            for i in todo
+            for seed in repeat_seeds(evaluation_seed(self.seed, keys[i]), extra + 1)[1:]
+        ]
+        indices = [first_index + j for j in range(len(rows))]
+        replayed = [self._replayed(index, keys[i]) for index, (i, _) in zip(indices, rows)]
+        new = [j for j, entry in enumerate(replayed) if entry is None]
+        if new:
+            genomes = kept[[rows[j][0] for j in new]]
+            seeds = np.array([rows[j][1] for j in new], dtype=np.int64)
+            self._evaluate_confirmations(genomes, seeds, [indices[j] for j in new])
+        confirmed = [i for i in todo if self.cache.confirmed(keys[i])]
+        if confirmed:
+            fitness = np.array([self.archive[keys[i]]["fitness"] for i in confirmed])
+            self.algorithm.revise(kept[confirmed], losses_of(self.objectives, fitness))
+
+    def _evaluate_confirmations(
+        self, genomes: np.ndarray, seeds: np.ndarray, indices: list[int]
+    ) -> None:
+        if self._full_budget is None:  # one view for the run: an executor ships it once
+            self._full_budget = at_full_budget(self.problem)
+        results = self.executor.map(self._full_budget, genomes, seeds)
+        try:
+            for chunk, evaluations, seconds in results:
+                done = [
+                    self._record(indices[c], self.problem.space.hash(genomes[c]), genomes[c],
+                                 result, seconds, confirms=True)
+                    for c, result in zip(chunk, evaluations)
+                ]  # fmt: skip
+                self.journal.append(done)
+                self.callbacks.evaluated(len(done))
+                self._count_failures(done)
+        finally:  # a stop or an interrupt: cancel what is in flight
+            getattr(results, "close", lambda: None)()
+
     def _replayed(self, index: int, key: str) -> Entry | None:
         entry = self.cache.replayed(self.generation, index, key, self.journal.path)
         if entry is None or entry["cached"]:
@@ -259,7 +326,13 @@ class SearchLoop:
         return entry
 
     def _record(
-        self, index: int, key: str, genome: np.ndarray, result: Evaluation, seconds: float
+        self,
+        index: int,
+        key: str,
+        genome: np.ndarray,
+        result: Evaluation,
+        seconds: float,
+        confirms: bool = False,
     ) -> Entry:
         failed = result.error is not None
         fitness = [float("nan")] * len(self.objectives) if failed else self._fitness(result)
@@ -273,6 +346,8 @@ class SearchLoop:
             "seconds": round(seconds, 6),
             "cached": False,
         }
+        if confirms:
+            entry["confirms"] = True
         if failed:  # it cost an evaluation, but its fitness is unknown: not cached
             entry["error"] = result.error
             self.cache.failed.setdefault(key, entry)

@@ -39,7 +39,13 @@ class Problem(Protocol):
     `genomes_per_call` is the task's preferred chunk (None: any size; executors split a
     generation over their workers). `whole_generation` says a genome's result depends on
     the others of its call (successive halving ranks them): every executor then passes
-    a generation's new genomes in one call, and never splits it."""
+    a generation's new genomes in one call, and never splits it.
+
+    Optional: `confirmations` (default 0) is how many further evaluations, from seeds
+    derived from its own (`repeat_seeds`), a genome gets once it enters the algorithm's
+    kept set (`fitness.repeat: elites`); its fitness is then their mean. `at_full_budget()`
+    returns the problem that evaluates them genome by genome at the full budget (a
+    multi-fidelity task's view without halving; default: the problem itself)."""
 
     space: Space
     objectives: tuple[Objective, ...]
@@ -70,3 +76,22 @@ def losses_of(objectives: tuple[Objective, ...], fitness: np.ndarray) -> np.ndar
 def evaluation_seed(run_seed: int, genome_hash: str) -> int:
     """A genome's evaluation seed: independent of evaluation order, executor and resume."""
     return (int(run_seed) * 0x9E3779B97F4A7C15 + int(genome_hash, 16)) % (2**63)
+
+
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """`repeats` seeds derived from a genome's evaluation seed (the first is itself)."""
+    return [int(seed)] + [
+        (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 * i) % (2**63)
+        for i in range(1, repeats)
+    ]
+
+
+def confirmations_of(problem: Problem) -> int:
+    """Further evaluations a kept genome gets (0: none; a duck-typed problem says none)."""
+    return int(getattr(problem, "confirmations", 0) or 0)
+
+
+def at_full_budget(problem: Problem) -> Problem:
+    """The problem that evaluates confirmations genome by genome at the full budget."""
+    view = getattr(problem, "at_full_budget", None)
+    return problem if view is None else view()

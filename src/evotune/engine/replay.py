@@ -6,12 +6,19 @@ dropped and the interrupted generation's lines become `pending`: the re-asked
 generation takes them instead of evaluating again. Failures are never cached (a failed
 genome asked again is evaluated again) but a failure repeated within one generation is
 shown, not retried (`failed`).
+
+A confirmation (`repeat: elites`: a kept genome evaluated again from a derived seed,
+journaled with `"confirms": true`) is folded into the genome's known entry: its fitness
+becomes the mean over the evaluations at the highest fidelity among them.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from evotune.engine.journal import read_jsonl, rewrite_jsonl
 from evotune.errors import UserError
@@ -26,7 +33,14 @@ class FitnessCache:
         self.failed: dict[str, Entry] = {}  # hash -> this generation's failure
 
     def remember(self, entry: Entry) -> None:
-        self.known.setdefault(entry["hash"], entry)
+        known = self.known.get(entry["hash"])
+        if entry.get("confirms") and known is not None:
+            self.known[entry["hash"]] = fold(known, entry)
+        else:
+            self.known.setdefault(entry["hash"], entry)
+
+    def confirmed(self, key: str) -> bool:
+        return "evaluations" in self.known.get(key, {})
 
     def replayed(self, generation: int, index: int, key: str, journal: Path) -> Entry | None:
         """This generation's entry from the journal of an interrupted run, if any."""
@@ -92,9 +106,45 @@ class FitnessCache:
         for entry in entries:
             if entry["generation"] < generation:
                 if not entry["cached"] and "error" not in entry:
-                    self.known.setdefault(entry["hash"], entry)
+                    self.remember(entry)
             else:
                 self.pending[(entry["generation"], entry["index"])] = entry
+
+
+def fold(known: Entry, confirmation: Entry) -> Entry:
+    """A genome's entry with one more evaluation: fitness and numeric metrics are means
+    over its evaluations at the highest fidelity (a value stopped at an earlier rung of
+    successive halving does not mix with full-budget ones), plus `fitness_std` (first
+    objective) and `repeats`. Its evaluations are kept under `evaluations`."""
+    rows = known.get("evaluations") or [_row(known)]
+    rows = [*rows, _row(confirmation)]
+    top = max(row["fidelity"] for row in rows)
+    used = [row for row in rows if row["fidelity"] == top]
+    fitness = np.mean([row["fitness"] for row in used], axis=0)
+    metrics = mean_metrics([row["metrics"] for row in used])
+    first = [row["fitness"][0] for row in used if math.isfinite(row["fitness"][0])]
+    metrics |= {"fitness_std": float(np.std(first)) if first else math.nan, "repeats": len(used)}
+    fitness = [float(v) for v in fitness]
+    return {**known, "fitness": fitness, "metrics": metrics, "evaluations": rows}
+
+
+def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric metric's mean over the rows (others: the first row's value)."""
+    out: dict[str, Any] = {}
+    for key, value in rows[0].items():
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        values = [row[key] for row in rows if key in row]  # e.g. `rung`: not in every row
+        out[key] = float(np.mean(values)) if is_number else value
+    return out
+
+
+def _row(entry: Entry) -> dict[str, Any]:
+    metrics = entry.get("metrics") or {}
+    return {
+        "fitness": [float(v) for v in entry["fitness"]],
+        "fidelity": float(metrics.get("fidelity", 1.0)),
+        "metrics": {k: v for k, v in metrics.items() if k not in ("fitness_std", "repeats")},
+    }
 
 
 def _truncate_generations(run_dir: Path, generation: int) -> None:

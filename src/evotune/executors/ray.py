@@ -68,7 +68,7 @@ class RayExecutor:
         self.remote = self.ray.remote(
             num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries
         )(evaluate_chunk)
-        self._shared: tuple[Problem, Any] | None = None  # (task, its ObjectRef)
+        self._shared: list[tuple[Problem, Any]] = []  # (task or view, its ObjectRef)
 
     def map(
         self, problem: Problem, genomes: np.ndarray, seeds: np.ndarray
@@ -96,16 +96,19 @@ class RayExecutor:
         return [np.arange(start, min(start + size, count)) for start in range(0, count, size)]
 
     def share(self, problem: Problem) -> Any:
-        """The task's ObjectRef: put into the object store once per run."""
-        if self._shared is None or self._shared[0] is not problem:
+        """The task's ObjectRef: put into the object store once per run (per view: the
+        task, its full-budget view for `repeat: elites`, a baseline's)."""
+        known = next((ref for p, ref in self._shared if p is problem), None)
+        if known is None:
             import ray.cloudpickle
 
             # modules run from a config's file (python: backbones) have made-up names
             # that workers cannot import: their classes travel by value
             for module in file_modules():
                 ray.cloudpickle.register_pickle_by_value(module)
-            self._shared = (problem, self.ray.put(problem))
-        return self._shared[1]
+            known = self.ray.put(problem)
+            self._shared = [*self._shared[-3:], (problem, known)]  # a few views at most
+        return known
 
     def slots(self) -> int:
         """How many evaluations the cluster can run at once (at least 1)."""

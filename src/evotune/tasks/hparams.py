@@ -44,7 +44,13 @@ from evotune.train.device import (
 )
 from evotune.train.finetune import TrainingRun, TrainSettings, eval_batch_size, test_split_metrics
 from evotune.train.prefix_cache import PrefixCache, Suffix
-from evotune.train.schedule import Outcome, Schedule, ScheduleFields, combine
+from evotune.train.schedule import (
+    Outcome,
+    Schedule,
+    Scheduled,
+    ScheduleFields,
+    combine,
+)
 
 DIRECTIONS = {"val_loss": "min", "val_accuracy": "max", "trainable_params": "min"}
 
@@ -78,7 +84,7 @@ def _objectives(options: HparamsOptions) -> tuple[Objective, ...]:
     return tuple(Objective(name, DIRECTIONS[name]) for name in options.objectives)
 
 
-class HparamsTask(Task):
+class HparamsTask(Scheduled, Task):
     name = "hparams"
     description = "transfer hyperparameters: kept/frozen depth, lr, dropout, ... (mixed genome)"
     genome_kind = "mixed"

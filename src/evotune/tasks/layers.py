@@ -44,7 +44,14 @@ from evotune.train.finetune import (
 )
 from evotune.train.poplayers import PopulationBatches, population_batches
 from evotune.train.prefix_cache import PrefixCache, Suffix
-from evotune.train.schedule import Outcome, Schedule, ScheduleFields, combine
+from evotune.train.schedule import (
+    Outcome,
+    Schedule,
+    Scheduled,
+    ScheduleFields,
+    combine,
+    full_budget_view,
+)
 
 BASELINES = ("full", "head", "last_k", "random")  # the default list
 BaselineName = Literal["full", "head", "last_k", "random", "random_full", "surgical", "auto_rgn"]
@@ -140,7 +147,7 @@ def _objectives(options: LayersOptions) -> tuple[Objective, ...]:
     return tuple(Objective(name, directions[name]) for name in options.objectives)
 
 
-class LayersTask(Task):
+class LayersTask(Scheduled, Task):
     name = "layers"
     description = "which layers of a pretrained backbone to fine-tune (binary genome)"
     genome_kind = "binary"
@@ -370,10 +377,7 @@ class LayersTask(Task):
         halving = self.schedule.halving and name != "random"
         if name != "auto_rgn" and not halving:
             return None
-        view = copy.copy(self)  # shares the template, data and prefix cache
-        if halving:
-            view.schedule = dataclasses.replace(self.schedule, budgets=None)
-            view.whole_generation, view.genomes_per_call = False, 1
+        view = full_budget_view(self) if halving else copy.copy(self)
         if name == "auto_rgn":
             view.run_class, view.batched = AutoRgnRun, None
         return view

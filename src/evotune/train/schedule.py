@@ -15,6 +15,8 @@ and the task reports the mean value with its standard deviation (`combine`).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from evotune.engine.problem import repeat_seeds
+from evotune.engine.replay import mean_metrics
 from evotune.errors import UserError
 from evotune.sections import Section
 from evotune.train.finetune import TrainingRun
@@ -41,8 +45,11 @@ class ScheduleFields(Section):
         description="seeds per genome (derived from its evaluation seed): the "
         "fitness is their mean, metrics add fitness_std",
     )
-    repeat: Literal["all"] = Field(
-        "all", description="which genomes get the repeats: all (elites: not yet)"
+    repeat: Literal["all", "elites"] = Field(
+        "all",
+        description="which genomes get the repeats: all (every evaluation), or elites "
+        "(one seed each; a genome entering the GA's elites gets the other repeats - 1, "
+        "once, at the full budget, and keeps their mean)",
     )
 
     @model_validator(mode="after")
@@ -58,18 +65,12 @@ class ScheduleFields(Section):
                     "schedule: successive_halving only; "
                     "set schedule: successive_halving or remove them"
                 )
+        if self.repeat == "elites" and self.repeats < 2:
+            raise ValueError("repeat: elites re-evaluates elites: set repeats: 2 or more")
         return self
 
 
 Start = Callable[[np.ndarray, int], tuple[TrainingRun, Any]]
-
-
-def repeat_seeds(seed: int, repeats: int) -> list[int]:
-    """`repeats` seeds derived from a genome's evaluation seed (the first is itself)."""
-    return [int(seed)] + [
-        (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 * i) % (2**63)
-        for i in range(1, repeats)
-    ]
 
 
 class Repeated:
@@ -110,15 +111,19 @@ class Schedule:
     epochs: int  # the full budget
     budgets: list[int] | None  # successive halving's rungs; None: the full budget
     eta: int
-    repeats: int = 1
+    repeats: int = 1  # seeds per evaluation
+    confirmations: int = 0  # repeat: elites: further evaluations of a kept genome
 
     @classmethod
     def of(cls, fitness: Any) -> Schedule:
         """From a task's fitness section (`epochs`, `schedule`, `min_epochs`, `eta`,
-        `repeats`)."""
+        `repeats`, `repeat`)."""
         halving = fitness.schedule == "successive_halving"
         budgets = rungs(fitness.epochs, fitness.min_epochs, fitness.eta) if halving else None
-        return cls(fitness.epochs, budgets, fitness.eta, getattr(fitness, "repeats", 1))
+        repeats = getattr(fitness, "repeats", 1)
+        if getattr(fitness, "repeat", "all") == "elites":  # the engine confirms the elites
+            return cls(fitness.epochs, budgets, fitness.eta, 1, repeats - 1)
+        return cls(fitness.epochs, budgets, fitness.eta, repeats)
 
     @property
     def halving(self) -> bool:
@@ -180,16 +185,38 @@ class Schedule:
         return out
 
 
+def full_budget_view(task: Any) -> Any:
+    """A shallow copy of `task` (same data, template, caches) whose schedule trains every
+    genome the full budget, one genome per call: what a baseline candidate or an elite's
+    confirmation is evaluated with under successive halving."""
+    view = copy.copy(task)
+    view.schedule = dataclasses.replace(task.schedule, budgets=None)
+    view.whole_generation, view.genomes_per_call = False, 1
+    return view
+
+
+class Scheduled:
+    """What a task trained under a `Schedule` (its `schedule` attribute) offers the
+    engine for `repeat: elites`."""
+
+    schedule: Schedule
+
+    @property
+    def confirmations(self) -> int:
+        """Further evaluations of a genome entering the elites (`repeat: elites`)."""
+        return self.schedule.confirmations
+
+    def at_full_budget(self) -> Any:
+        """The view that confirms elites: genome by genome, the full budget."""
+        return full_budget_view(self) if self.schedule.halving else self
+
+
 def combine(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
     """One genome's metrics from its repeats' rows: each number's mean, and the first
     objective's standard deviation across seeds as `fitness_std` (one row: itself)."""
     if len(rows) == 1:
         return dict(rows[0])
-    out: dict[str, Any] = {}
-    for key, value in rows[0].items():
-        values = [row[key] for row in rows]
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        out[key] = float(np.mean(values)) if is_number else value
+    out = mean_metrics(rows)
     spread = [float(row[objective]) for row in rows]
     finite = [v for v in spread if math.isfinite(v)]
     out["fitness_std"] = float(np.std(finite)) if finite else math.nan
