@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from evotune.data import Dataset
+from evotune.errors import UserError
 from evotune.models import TransferNet
 from evotune.prune.oodset import ood_inputs
 from evotune.train.features import cached_features, extract_features
@@ -26,6 +27,7 @@ class FeatureSet:
     ood_test: torch.Tensor | None  # sized like the test set
     n_classes: int
     from_cache: bool = False
+    groups: np.ndarray | None = None  # split.group_by per pooled (train, val) row
 
     @property
     def n_features(self) -> int:
@@ -39,16 +41,25 @@ class FeatureSet:
 
     def folds(self, k: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(training rows, held-out rows) of each of k stratified folds over the pooled
-        training and validation features (rows index `pooled()`)."""
-        from sklearn.model_selection import StratifiedKFold
+        training and validation features (rows index `pooled()`). With `split.group_by`
+        no group is cut: a speaker held out stays held out in every fold."""
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
         labels = self.pooled()[1].cpu().numpy()
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         dummy = np.zeros(len(labels))
-        return [
-            (torch.from_numpy(a).long(), torch.from_numpy(b).long())
-            for a, b in splitter.split(dummy, labels)
-        ]
+        if self.groups is None:
+            splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            splits = splitter.split(dummy, labels)
+        else:
+            distinct = len(np.unique(self.groups))
+            if distinct < k:
+                raise UserError(
+                    f"fitness.folds: {k} folds need {k} groups, but split.group_by gives "
+                    f"{distinct} in the training and validation data; lower folds"
+                )
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            splits = splitter.split(dummy, labels, self.groups)
+        return [(torch.from_numpy(a).long(), torch.from_numpy(b).long()) for a, b in splits]
 
     def pooled(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.cat([self.train_x, self.val_x]), torch.cat([self.train_y, self.val_y])
@@ -91,4 +102,13 @@ def build_features(
         ood_test=feats.get("ood_test") if test is not None and len(test) else None,
         n_classes=data.num_classes,
         from_cache=hit,
+        groups=_pooled_groups(data),
     )
+
+
+def _pooled_groups(data: Dataset) -> np.ndarray | None:
+    """The group of every training then validation example, or None without group_by."""
+    train, val = data.train.groups, data.val.groups
+    if train is None or val is None:
+        return None
+    return np.asarray([*train, *val])
