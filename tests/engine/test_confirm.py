@@ -143,3 +143,27 @@ def test_a_lower_fidelity_first_value_does_not_mix_with_full_budget_confirmation
     assert entry["metrics"]["fidelity"] == 1.0 and entry["metrics"]["repeats"] == 2
     assert entry["metrics"]["fitness_std"] == pytest.approx(0.05)
     assert line["fitness"] == [0.5]  # the journal's own line is left as it was
+
+
+class LuckyFirst(NoisyOnes):
+    """Every genome's own seed is lucky (+10): a confirmed elite drops below the others,
+    which then enter the kept set and must be confirmed too."""
+
+    def evaluate(self, genomes, seeds):
+        own = {evaluation_seed(0, self.space.hash(g)) for g in genomes}
+        return [
+            Evaluation((float(g.sum()) + 10.0 * (int(s) in own),), {})
+            for g, s in zip(genomes, seeds)
+        ]
+
+
+def test_a_genome_let_into_the_kept_set_by_a_revision_is_confirmed_too(tmp_path):
+    loop = make_loop(tmp_path, LuckyFirst(20), generations=3)
+    loop.run()
+    for genome in loop.algorithm.kept():
+        assert loop.cache.confirmed(loop.problem.space.hash(genome))
+    lines = journal(tmp_path)
+    generation_0 = [e for e in lines if e["generation"] == 0 and e.get("confirms")]
+    assert len({e["hash"] for e in generation_0}) > 2  # more rounds than the 2 elites
+    indices = [e["index"] for e in lines if e["generation"] == 0]
+    assert len(indices) == len(set(indices))

@@ -266,32 +266,34 @@ class SearchLoop:
 
     def _confirm_kept(self, first_index: int) -> None:
         """`repeat: elites`: evaluate the kept genomes not confirmed yet from their
-        further seeds (journal indices from `first_index` on), then hand the algorithm
-        their mean losses."""
+        further seeds (journal indices from `first_index` on) and hand the algorithm
+        their mean losses; again while a revision lets an unconfirmed genome into the
+        kept set (at most the population's worth of rounds)."""
         extra = confirmations_of(self.problem)
-        if not extra:
-            return
-        kept = self.algorithm.kept()
-        keys = [self.problem.space.hash(g) for g in kept]
-        todo = [
-            i
-            for i, key in enumerate(keys)
-            if keys.index(key) == i and key in self.archive and not self.cache.confirmed(key)
-        ]
-        rows = [
-            (i, seed)
-            for i in todo
-            for seed in repeat_seeds(evaluation_seed(self.seed, keys[i]), extra + 1)[1:]
-        ]
-        indices = [first_index + j for j in range(len(rows))]
-        replayed = [self._replayed(index, keys[i]) for index, (i, _) in zip(indices, rows)]
-        new = [j for j, entry in enumerate(replayed) if entry is None]
-        if new:
-            genomes = kept[[rows[j][0] for j in new]]
-            seeds = np.array([rows[j][1] for j in new], dtype=np.int64)
-            self._evaluate_confirmations(genomes, seeds, [indices[j] for j in new])
-        confirmed = [i for i in todo if self.cache.confirmed(keys[i])]
-        if confirmed:
+        while extra:
+            kept = self.algorithm.kept()
+            keys = [self.problem.space.hash(g) for g in kept]
+            todo = [
+                i
+                for i, key in enumerate(keys)
+                if keys.index(key) == i and key in self.archive and not self.cache.confirmed(key)
+            ]
+            rows = [
+                (i, seed)
+                for i in todo
+                for seed in repeat_seeds(evaluation_seed(self.seed, keys[i]), extra + 1)[1:]
+            ]
+            indices = [first_index + j for j in range(len(rows))]
+            first_index += len(rows)
+            replayed = [self._replayed(index, keys[i]) for index, (i, _) in zip(indices, rows)]
+            new = [j for j, entry in enumerate(replayed) if entry is None]
+            if new:
+                genomes = kept[[rows[j][0] for j in new]]
+                seeds = np.array([rows[j][1] for j in new], dtype=np.int64)
+                self._evaluate_confirmations(genomes, seeds, [indices[j] for j in new])
+            confirmed = [i for i in todo if self.cache.confirmed(keys[i])]
+            if not confirmed:  # none left, or every confirmation failed
+                return
             fitness = np.array([self.archive[keys[i]]["fitness"] for i in confirmed])
             self.algorithm.revise(kept[confirmed], losses_of(self.objectives, fitness))
 
