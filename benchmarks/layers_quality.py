@@ -158,21 +158,45 @@ def r56_targets(budget: dict) -> dict[str, dict]:
     }
 
 
-def run_r56(data: dict, model: dict, seed: int, budget: dict, out: Path) -> dict:
-    """The default search with every baseline, then the seed preset for as long."""
+def r56_default(data: dict, model: dict, seed: int, budget: dict) -> dict:
+    """The config of evotune's default search (default GA, halving) on the ResNet-56."""
     weights = require(SHARED / "data" / "cifar10-resnet56" / "resnet56-4bfd9763.th")
     fitness = {"epochs": budget["epochs"], "batch_size": 32, "lr": 1e-3, "device": "cpu",
                "threads": 1, "patience": None}  # fmt: skip
-    base = {
+    return {
         "data": {**data, "split": {**data["split"], "seed": seed}},
         "model": {**R56_MODEL, "weights": str(weights), **model},
         "output": {"report": False},
-    }
-    default = base | {
         "task": {"name": "layers", "frozen_prefix": 2, "baselines": list(R56_METHODS[2:])},
         "search": {k: budget[k] for k in ("population", "generations")} | {"seed": seed},
         "fitness": fitness | {"schedule": "successive_halving", "min_epochs": 1, "eta": 2},
     }
+
+
+def run_r56_elites(data: dict, model: dict, seed: int, budget: dict, out: Path, k: int):
+    """The default search with `repeat: elites` (k seeds per elite) and random masks
+    given its wall time: (search, random) test accuracies and the search's compute."""
+    config = r56_default(data, model, seed, budget)
+    config["task"]["baselines"] = ["random"]
+    config["fitness"] |= {"repeats": k, "repeat": "elites"}
+    summary = finished(out, ["random"]) or run_or_resume(config, out)
+    return {
+        "search": summary["best"]["metrics"]["test_accuracy"],
+        "random": summary["baselines"]["random"]["metrics"]["test_accuracy"],
+        "compute": search_compute(out),
+        "random_compute": (
+            summary["baselines"]["random"]["epochs_trained"],
+            summary["baselines"]["random"]["seconds"],
+        ),  # fmt: skip
+    }
+
+
+def run_r56(data: dict, model: dict, seed: int, budget: dict, out: Path) -> dict:
+    """The default search with every baseline, then the seed preset for as long."""
+    default = r56_default(data, model, seed, budget)
+    base = {k: default[k] for k in ("data", "model", "output")}
+    halving = ("schedule", "min_epochs", "eta")
+    fitness = {k: v for k, v in default["fitness"].items() if k not in halving}
     summary = finished(out / "default", R56_METHODS[2:]) or run_or_resume(default, out / "default")
     minutes = summary["wall_seconds"] / 60
     seed_run = base | {
@@ -292,7 +316,8 @@ def main_r56(args: argparse.Namespace) -> None:
     lines = [
         f"`python benchmarks/layers_quality.py --backbone resnet56"
         f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
-        f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}` "
+        f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}"
+        f"{f' --elites {args.elites}' if args.elites else ''}` "
         f"({time.strftime('%Y-%m-%d')}, 2 CPU cores, fitness.threads 1)",
         "",
     ]
@@ -304,8 +329,15 @@ def main_r56(args: argparse.Namespace) -> None:
             results = []
             for seed in range(args.seeds):
                 out = folder / f"r56{'-quick' * args.quick}-{name}-{seed}"
-                results.append(run_r56(data, model, seed, budget, out))
+                if args.elites:
+                    out = out / f"elites{args.elites}"
+                    results.append(run_r56_elites(data, model, seed, budget, out, args.elites))
+                else:
+                    results.append(run_r56(data, model, seed, budget, out))
                 print(f"{name} seed {seed} done", file=sys.stderr)
+            if args.elites:
+                lines += elites_table(name, results, args.elites)
+                continue
             lines += table(name, results, label, R56_METHODS)
             print("\n".join(table(name, results, label, R56_METHODS)), file=sys.stderr)
             lines += noise_lines(results)
@@ -314,6 +346,23 @@ def main_r56(args: argparse.Namespace) -> None:
     if args.write:
         with open(args.write, "a", encoding="utf-8") as handle:
             handle.write("\n" + "\n".join(lines) + "\n")
+
+
+def elites_table(name: str, results: list[dict], k: int) -> list[str]:
+    def cell(values: list[float]) -> str:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} +- {std:.4f}"
+
+    search = [r["search"] for r in results]
+    random = [r["random"] for r in results]
+    return [
+        f"**{name}**, default search with `repeat: elites`, `repeats: {k}`: search "
+        f"{cell(search)} ({statistics.mean(r['compute'][0] for r in results):.0f} epochs, "
+        f"{statistics.mean(r['compute'][1] for r in results):.0f} s); random masks at its "
+        f"wall time {cell(random)} "
+        f"({statistics.mean(r['random_compute'][0] for r in results):.0f} epochs).",
+        "",
+    ]
 
 
 def noise_lines(results: list[dict]) -> list[str]:
@@ -335,6 +384,10 @@ def main() -> None:
     parser.add_argument("--schedule", choices=["full", "successive_halving"], default="full")
     parser.add_argument("--targets", nargs="+", choices=["fsdd", "digits", "mnist"])
     parser.add_argument("--backbone", choices=["mnist", "resnet56"], default="mnist")
+    parser.add_argument(
+        "--elites", type=int, metavar="K", help="resnet56: the default search with "
+        "fitness.repeat: elites, repeats K, against random masks at its wall time"
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep runs here; rerun to resume")
     parser.add_argument("--write", type=Path, help="append the tables to this file")
     args = parser.parse_args()
