@@ -237,3 +237,13 @@ def test_an_inverted_auroc_of_the_most_accurate_member_is_a_warning(setup):
     assert "OOD AUROC is 0.200 (< 0.5)" in warning and "mahalanobis or knn" in warning
     front[0]["metrics"]["auroc"] = 0.7
     assert task.inversion_warning({"pareto": front}) is None
+
+
+def test_an_inverted_recorded_score_is_a_warning_too(setup):
+    setup["task"]["ood_scores"] = ["energy", "knn"]
+    task = task_of(setup)
+    front = [{"metrics": {"accuracy": 0.9, "auroc": 0.7, "auroc_energy": 0.16, "auroc_knn": 0.9}}]
+    warning = task.inversion_warning({"pareto": front})
+    assert "energy 0.160" in warning and "knn" not in warning
+    front[0]["metrics"]["auroc_energy"] = 0.6
+    assert task.inversion_warning({"pareto": front}) is None

@@ -385,7 +385,7 @@ class PruneTask(Task):
         top = max(front, key=lambda e: e["metrics"]["accuracy"])
         value = top["metrics"]["auroc"]
         if value >= 0.5:
-            return None
+            return self._recorded_inversion(top["metrics"])
         others = [n for n in ("mahalanobis", "knn", "energy") if n != self.options.ood_score]
         return (
             f"the most accurate front member's OOD AUROC is {value:.3f} (< 0.5): the "
@@ -395,6 +395,21 @@ class PruneTask(Task):
             "backbone's source data makes it likely); the feature scores measure distance "
             f"to the training data instead: try task.ood_score: {' or '.join(others)} "
             "(task.ood_scores records several to compare)"
+        )
+
+    def _recorded_inversion(self, metrics: dict[str, Any]) -> str | None:
+        """A sentence when a score recorded beside the objective's (`task.ood_scores`)
+        inverts on the most accurate member while the objective's does not."""
+        recorded = {n: metrics.get(f"auroc_{n}") for n in self.options.ood_scores}
+        inverted = {n: v for n, v in recorded.items() if v is not None and v < 0.5}
+        if not inverted:
+            return None
+        listed = ", ".join(f"{n} {v:.3f}" for n, v in inverted.items())
+        return (
+            f"on the most accurate front member, the recorded OOD score(s) {listed} rank "
+            "the OOD set as more in-distribution than the task's own data (AUROC < 0.5); "
+            f"the objective's {self.options.ood_score} does not "
+            f"({metrics['auroc']:.3f}): do not use {' or '.join(inverted)} as task.ood_score here"
         )
 
     def describe(self) -> dict[str, Any]:
