@@ -120,7 +120,7 @@ def test_auroc_needs_ood_data(setup, tmp_path, capsys):
     assert main(["validate", str(write_config(tmp_path, setup))]) == 2
 
 
-def test_cli_run_front_analysis_report_and_export(setup, tmp_path):
+def test_cli_run_front_analysis_report_and_export(setup, tmp_path, capsys):
     run = tmp_path / "run"
     config = write_config(tmp_path, setup)
     assert main(["run", str(config), "--out", str(run), "-q"]) == 0
@@ -174,6 +174,18 @@ def test_cli_run_front_analysis_report_and_export(setup, tmp_path):
     assert {(p["hash"], p["fitness"][0]) for p in merged["pareto"]} <= union
     assert all("test_accuracy" in p["metrics"] for p in merged["pareto"])
     assert (merged_dir / "report.html").is_file()
+    fulls = [
+        json.loads((d / "summary.json").read_text())["baselines"]["full"] for d in (run, other)
+    ]
+    full = merged["baselines"]["full"]
+    assert full["runs"] == 2 and full["fitness"][0] == pytest.approx(
+        (fulls[0]["fitness"][0] + fulls[1]["fitness"][0]) / 2
+    )
+    third = tmp_path / "run3"  # another configuration: refused, naming the key
+    assert main(["run", str(config), "--out", str(third), "--set", "fitness.lr=0.1", *quiet]) == 0
+    capsys.readouterr()
+    assert main(["aggregate", str(run), str(third), "--out", str(tmp_path / "m2")]) == 2
+    assert "config key fitness.lr is 0.1" in capsys.readouterr().err
 
 
 def test_same_run_whatever_the_executor_batch(setup, tmp_path):

@@ -4,7 +4,10 @@
 DIR gets a summary.json whose `pareto` is the non-dominated set of every run's front
 (each point keeps its `run` and `run_seed`, so its head can be retrained exactly),
 pareto.csv, a report, and, for `prune` runs, the same analysis as a single run
-(test metrics, ensembles, explanations) over the merged front.
+(test metrics, ensembles, explanations) over the merged front, by the task of the first
+run's config: the runs must share their configuration but for the seed and the settings
+that do not change a result (threads, executor, output, analysis). Each baseline found
+in every run gets its mean fitness and metrics over the runs (`runs`: how many).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 
 import moocore
 import numpy as np
+import yaml
 
 from evotune.engine.problem import Objective, losses_of
+from evotune.engine.replay import mean_metrics
 from evotune.engine.state import atomic_write_json, atomic_write_text
 from evotune.errors import UserError
 from evotune.prune.analysis import write_pareto_csv
@@ -32,6 +37,7 @@ def aggregate(
     `overwrite`, an earlier result: replaced once the input has been checked)."""
     summaries = [_summary(Path(r)) for r in run_dirs]
     _check_compatible(run_dirs, summaries)
+    _check_same_config(run_dirs)
     _check_out(run_dirs, out, overwrite)
     merged = merge(run_dirs, summaries)
     task = _analysis_task(Path(run_dirs[0])) if analyse and merged["task"] == "prune" else None
@@ -88,9 +94,24 @@ def merge(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> dict[str, An
         "generations": None,
         "wall_seconds": round(sum(s.get("wall_seconds", 0.0) for s in summaries), 3),
         "stopped_by": "aggregate",
-        "baselines": {},
+        "baselines": merge_baselines(summaries),
         "runs": [str(d) for d in run_dirs],
     }
+
+
+def merge_baselines(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each baseline every run has: its mean fitness and numeric metrics over the runs."""
+    found = [s.get("baselines") or {} for s in summaries]
+    names = set(found[0]).intersection(*found[1:]) if found else set()
+    merged = {}
+    for name in sorted(names):
+        rows = [f[name] for f in found]
+        merged[name] = {
+            "fitness": np.mean([r["fitness"] for r in rows], axis=0).tolist(),
+            "metrics": mean_metrics([r.get("metrics") or {} for r in rows]),
+            "runs": len(rows),
+        }
+    return merged
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
@@ -110,6 +131,31 @@ def _check_compatible(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> 
                 f"{run_dir}: task {s['task']!r} with objectives {s['objectives']} does not "
                 f"match {run_dirs[0]} ({first['task']!r}, {first['objectives']})"
             )
+
+
+# Keys whose value may differ between merged runs: the seed, and what changes no result.
+FREE_KEYS = {("search", "seed"), ("fitness", "threads"), ("task", "analysis")}
+FREE_SECTIONS = {"executor", "output"}
+
+
+def _check_same_config(run_dirs: list[Path]) -> None:
+    configs = [_flat(yaml.safe_load((Path(d) / "config.yaml").read_text())) for d in run_dirs]
+    for run_dir, config in zip(run_dirs[1:], configs[1:]):
+        for key in sorted(set(config) | set(configs[0])):
+            if key[0] in FREE_SECTIONS or key[:2] in FREE_KEYS:
+                continue
+            if config.get(key) != configs[0].get(key):
+                raise UserError(
+                    f"{run_dir}: config key {'.'.join(key)} is {config.get(key)!r}, but "
+                    f"{configs[0].get(key)!r} in {run_dirs[0]}: aggregate merges runs of one "
+                    "configuration (different seeds)"
+                )
+
+
+def _flat(tree: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for name, sub in tree.items() for k, v in _flat(sub, (*prefix, name)).items()}
 
 
 def _check_out(run_dirs: list[Path], out: Path, overwrite: bool) -> None:
