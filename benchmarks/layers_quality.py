@@ -191,6 +191,20 @@ def run_r56_elites(data: dict, model: dict, seed: int, budget: dict, out: Path, 
     }
 
 
+def run_r56_full_schedule(data: dict, model: dict, seed: int, budget: dict, out: Path):
+    """The default GA without halving (every genome the full budget), given the wall time
+    of the default search run in `out`'s parent (`default/`): isolates the schedule."""
+    config = r56_default(data, model, seed, budget)
+    for key in ("schedule", "min_epochs", "eta"):
+        del config["fitness"][key]
+    minutes = json.loads((out.parent / "default" / "summary.json").read_text())["wall_seconds"]
+    config["task"]["baselines"] = []
+    config["search"] = {"population": budget["population"], "seed": seed,
+                        "max_minutes": minutes / 60}  # fmt: skip
+    summary = finished(out, ()) or run_or_resume(config, out)
+    return {"search": summary["best"]["metrics"]["test_accuracy"], "compute": search_compute(out)}
+
+
 def run_r56(data: dict, model: dict, seed: int, budget: dict, out: Path) -> dict:
     """The default search with every baseline, then the seed preset for as long."""
     default = r56_default(data, model, seed, budget)
@@ -317,7 +331,8 @@ def main_r56(args: argparse.Namespace) -> None:
         f"`python benchmarks/layers_quality.py --backbone resnet56"
         f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
         f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}"
-        f"{f' --elites {args.elites}' if args.elites else ''}` "
+        f"{f' --elites {args.elites}' if args.elites else ''}"
+        f"{' --full-schedule' if args.full_schedule else ''}` "
         f"({time.strftime('%Y-%m-%d')}, 2 CPU cores, fitness.threads 1)",
         "",
     ]
@@ -332,11 +347,23 @@ def main_r56(args: argparse.Namespace) -> None:
                 if args.elites:
                     out = out / f"elites{args.elites}"
                     results.append(run_r56_elites(data, model, seed, budget, out, args.elites))
+                elif args.full_schedule:
+                    results.append(run_r56_full_schedule(data, model, seed, budget, out / "full"))
                 else:
                     results.append(run_r56(data, model, seed, budget, out))
                 print(f"{name} seed {seed} done", file=sys.stderr)
             if args.elites:
                 lines += elites_table(name, results, args.elites)
+                continue
+            if args.full_schedule:
+                accuracy = [r["search"] for r in results]
+                std = statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0
+                lines += [
+                    f"**{name}**, default GA with `schedule: full` for the default search's "
+                    f"wall time: {statistics.mean(accuracy):.4f} +- {std:.4f} "
+                    f"({statistics.mean(r['compute'][0] for r in results):.0f} epochs).",
+                    "",
+                ]
                 continue
             lines += table(name, results, label, R56_METHODS)
             print("\n".join(table(name, results, label, R56_METHODS)), file=sys.stderr)
@@ -384,6 +411,10 @@ def main() -> None:
     parser.add_argument("--schedule", choices=["full", "successive_halving"], default="full")
     parser.add_argument("--targets", nargs="+", choices=["fsdd", "digits", "mnist"])
     parser.add_argument("--backbone", choices=["mnist", "resnet56"], default="mnist")
+    parser.add_argument(
+        "--full-schedule", action="store_true", help="resnet56: the default GA without "
+        "halving, for the default search's wall time (run after the main table)"
+    )  # fmt: skip
     parser.add_argument(
         "--elites", type=int, metavar="K", help="resnet56: the default search with "
         "fitness.repeat: elites, repeats K, against random masks at its wall time"
