@@ -319,6 +319,26 @@ def table(name: str, results: list[dict], budget: str, methods=METHODS) -> list[
     return lines + [""]
 
 
+def header(arguments: str, note: str = "") -> list[str]:
+    """The command that produced the tables, dated."""
+    day = time.strftime("%Y-%m-%d")
+    return [f"`python benchmarks/layers_quality.py{arguments}` ({day}, 2 CPU cores{note})", ""]
+
+
+def chosen(items: dict, wanted: list[str] | None):
+    """The (name, value) pairs of `items` named in `wanted` (all when None)."""
+    return [(name, value) for name, value in items.items() if not wanted or name in wanted]
+
+
+def finish(lines: list[str], began: float, write: Path | None) -> None:
+    """Print the tables with the wall time; append them to `write` if given."""
+    lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")
+    print("\n".join(lines))
+    if write:
+        with open(write, "a", encoding="utf-8") as handle:
+            handle.write("\n" + "\n".join(lines) + "\n")
+
+
 def main_r56(args: argparse.Namespace) -> None:
     budget = R56_BUDGET if not args.quick else {**R56_BUDGET, "generations": 2, "epochs": 2}
     began = time.perf_counter()
@@ -327,20 +347,16 @@ def main_r56(args: argparse.Namespace) -> None:
         f"{budget['population']}, {budget['generations']} generations, {budget['epochs']} "
         "epochs; everything else at the search's wall time or full budget"
     )
-    lines = [
-        f"`python benchmarks/layers_quality.py --backbone resnet56"
-        f"{' --quick' if args.quick else ''} --seeds {args.seeds}"
+    arguments = (
+        f" --backbone resnet56{' --quick' if args.quick else ''} --seeds {args.seeds}"
         f"{' --targets ' + ' '.join(args.targets) if args.targets else ''}"
         f"{f' --elites {args.elites}' if args.elites else ''}"
-        f"{' --full-schedule' if args.full_schedule else ''}` "
-        f"({time.strftime('%Y-%m-%d')}, 2 CPU cores, fitness.threads 1)",
-        "",
-    ]
+        f"{' --full-schedule' if args.full_schedule else ''}"
+    )
+    lines = header(arguments, ", fitness.threads 1")
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.out or Path(scratch)
-        for name, (data, model) in r56_targets(budget).items():
-            if args.targets and name not in args.targets:
-                continue
+        for name, (data, model) in chosen(r56_targets(budget), args.targets):
             results = []
             for seed in range(args.seeds):
                 out = folder / f"r56{'-quick' * args.quick}-{name}-{seed}"
@@ -368,11 +384,7 @@ def main_r56(args: argparse.Namespace) -> None:
             lines += table(name, results, label, R56_METHODS)
             print("\n".join(table(name, results, label, R56_METHODS)), file=sys.stderr)
             lines += noise_lines(results)
-    lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")
-    print("\n".join(lines))
-    if args.write:
-        with open(args.write, "a", encoding="utf-8") as handle:
-            handle.write("\n" + "\n".join(lines) + "\n")
+    finish(lines, began, args.write)
 
 
 def elites_table(name: str, results: list[dict], k: int) -> list[str]:
@@ -434,17 +446,13 @@ def main() -> None:
         f"generations, {budget['epochs']} epochs, {args.schedule} schedule, "
         f"FSDD {budget['fsdd_per_class']} per digit"
     )
-    lines = [
-        f"`python benchmarks/layers_quality.py{' --quick' if args.quick else ''} "
-        f"--seeds {args.seeds} --search {args.search} --schedule {args.schedule}` "
-        f"({time.strftime('%Y-%m-%d')}, 2 CPU cores)",
-        "",
-    ]
+    lines = header(
+        f"{' --quick' if args.quick else ''} --seeds {args.seeds} --search {args.search} "
+        f"--schedule {args.schedule}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.out or Path(scratch)
-        for name, data in targets(budget).items():
-            if args.targets and name not in args.targets:
-                continue
+        for name, data in chosen(targets(budget), args.targets):
             results = []
             for seed in range(args.seeds):
                 tag = "" if args.search == "seed" else f"{args.search}-"
@@ -453,11 +461,7 @@ def main() -> None:
                 results.append(run_one(data, backbone, seed, search, budget, out, args.schedule))
                 print(f"{name} seed {seed} done", file=sys.stderr)
             lines += table(name, results, label)
-    lines.append(f"Wall time: {(time.perf_counter() - began) / 60:.1f} min.")
-    print("\n".join(lines))
-    if args.write:
-        with open(args.write, "a", encoding="utf-8") as handle:
-            handle.write("\n" + "\n".join(lines) + "\n")
+    finish(lines, began, args.write)
 
 
 if __name__ == "__main__":
