@@ -167,3 +167,17 @@ def test_a_genome_let_into_the_kept_set_by_a_revision_is_confirmed_too(tmp_path)
     assert len({e["hash"] for e in generation_0}) > 2  # more rounds than the 2 elites
     indices = [e["index"] for e in lines if e["generation"] == 0]
     assert len(indices) == len(set(indices))
+
+
+def test_confirmations_stay_within_max_evaluations(tmp_path):
+    rng = np.random.default_rng(0)
+    problem = NoisyOnes(20)
+    algo = GeneticAlgorithm(
+        problem.space, rng, 6, SELECTION.build("tournament", "s"),
+        CROSSOVER.build("uniform", "c"), MUTATION.build("bit_flip", "m"), elitism=2,
+    )  # fmt: skip
+    stop = StopRules(max_evaluations=8)  # 6 asked, then room to confirm 1 elite of 2
+    loop = SearchLoop(problem, algo, rng, tmp_path, 0, stop, LocalExecutor(None))
+    summary = loop.run()
+    assert summary["evaluations"] == 8
+    assert summary["evaluations"] == sum(1 for e in journal(tmp_path) if not e["cached"])

@@ -278,6 +278,9 @@ class SearchLoop:
                 for i, key in enumerate(keys)
                 if keys.index(key) == i and key in self.archive and not self.cache.confirmed(key)
             ]
+            if self.stop.max_evaluations is not None:  # whole genomes within the budget
+                left = self.stop.max_evaluations - self.evaluations
+                todo = todo[: max(0, left) // extra]
             rows = [
                 (i, seed)
                 for i in todo
