@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evotune.train.finetune import Data, TrainingRun, TrainSettings, make_optimizer
+from evotune.train.finetune import TrainingRun
 
 EPS = 1e-12
 
@@ -37,23 +37,15 @@ def normalised(ratios: list[float]) -> list[float]:
 
 class AutoRgnRun(TrainingRun):
     """A `TrainingRun` whose optimizer holds one parameter group per tensor, each
-    group's learning rate rescaled before every epoch (`scales` keeps the last ones)."""
+    group's learning rate rescaled before every epoch."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        params: list[nn.Parameter],
-        train: Data,
-        val: Data,
-        settings: TrainSettings,
-        seed: int,
-    ) -> None:
-        super().__init__(model, params, train, val, settings, seed)
-        self.params = list(params)
-        if self.params:
-            groups = [{"params": [p]} for p in self.params]
-            self.optimizer = make_optimizer(groups, settings)  # type: ignore[arg-type]
-        self.scales: list[float] = [1.0] * len(self.params)
+    def param_groups(self, params: list[nn.Parameter]) -> list[dict[str, list[nn.Parameter]]]:
+        return [{"params": [p]} for p in params]
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """The trained tensors, in the optimizer's group order."""
+        return [group["params"][0] for group in self.optimizer.param_groups]
 
     def _one_epoch(self) -> None:
         if self.optimizer is not None:
@@ -61,8 +53,8 @@ class AutoRgnRun(TrainingRun):
         super()._one_epoch()
 
     def rescale(self) -> None:
-        self.scales = normalised(relative_gradient_norms(self.params, self._probe_gradients()))
-        for group, scale in zip(self.optimizer.param_groups, self.scales):
+        scales = normalised(relative_gradient_norms(self.params, self._probe_gradients()))
+        for group, scale in zip(self.optimizer.param_groups, scales):
             group["lr"] = self.settings.lr * scale
 
     def _probe_gradients(self) -> list[torch.Tensor | None]:

@@ -187,7 +187,7 @@ class TrainingRun:
         self.model, self.train_data, self.val_data = model, as_batches(train), as_batches(val)
         self.settings = settings
         self.generator = torch.Generator().manual_seed(seed)
-        self.optimizer = make_optimizer(params, settings) if params else None
+        self.optimizer = make_optimizer(self.param_groups(params), settings) if params else None
         self.best_loss, self.best_acc, self.waited = math.inf, 0.0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
@@ -196,6 +196,11 @@ class TrainingRun:
         self.device = params[0].device if params else torch.device("cpu")
         self.rng_state = _rng_state(self.device)  # whatever the caller seeded
         self.scaler = grad_scaler(self.device, settings.precision)
+
+    def param_groups(self, params: list[nn.Parameter]) -> list[Any]:
+        """What the optimizer is built on: the parameters (one group); a subclass may
+        split them into groups (Auto-RGN: one per tensor)."""
+        return params
 
     @property
     def epochs_run(self) -> int:
