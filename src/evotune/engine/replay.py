@@ -120,12 +120,19 @@ def fold(known: Entry, confirmation: Entry) -> Entry:
     rows = [*rows, _row(confirmation)]
     top = max(row["fidelity"] for row in rows)
     used = [row for row in rows if row["fidelity"] == top]
-    fitness = np.mean([row["fitness"] for row in used], axis=0)
+    fitness = [float(v) for v in np.mean([row["fitness"] for row in used], axis=0)]
     metrics = mean_metrics([row["metrics"] for row in used])
-    first = [row["fitness"][0] for row in used if math.isfinite(row["fitness"][0])]
-    metrics |= {"fitness_std": float(np.std(first)) if first else math.nan, "repeats": len(used)}
-    fitness = [float(v) for v in fitness]
+    metrics |= {
+        "fitness_std": seed_spread([row["fitness"][0] for row in used]),
+        "repeats": len(used),
+    }
     return {**known, "fitness": fitness, "metrics": metrics, "evaluations": rows}
+
+
+def seed_spread(values: list[float]) -> float:
+    """Standard deviation of one genome's values across seeds (finite ones; NaN if none)."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return float(np.std(finite)) if finite else math.nan
 
 
 def mean_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from evotune.engine.replay import seed_spread
 from evotune.report.rundata import RunData
 
 
@@ -80,7 +81,7 @@ def _confirmation_stds(journal: list[dict[str, Any]]) -> dict[int, list[float]]:
             values = [_first(entry), *values]
         finite = [v for v in values if math.isfinite(v)]
         if len(finite) > 1:
-            out.setdefault(generation, []).append(float(np.std(finite)))
+            out.setdefault(generation, []).append(seed_spread(finite))
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +25,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from evotune.engine.problem import repeat_seeds
-from evotune.engine.replay import mean_metrics
+from evotune.engine.replay import mean_metrics, seed_spread
 from evotune.errors import UserError
 from evotune.sections import Section
 from evotune.train.finetune import TrainingRun
@@ -217,8 +216,6 @@ def combine(rows: list[dict[str, Any]], objective: str) -> dict[str, Any]:
     if len(rows) == 1:
         return dict(rows[0])
     out = mean_metrics(rows)
-    spread = [float(row[objective]) for row in rows]
-    finite = [v for v in spread if math.isfinite(v)]
-    out["fitness_std"] = float(np.std(finite)) if finite else math.nan
+    out["fitness_std"] = seed_spread([float(row[objective]) for row in rows])
     out["repeats"] = len(rows)
     return out
