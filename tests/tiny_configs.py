@@ -4,6 +4,7 @@ returns a fresh dict; a test passes what it changes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -35,3 +36,18 @@ def tiny_layers(
         "fitness": {"epochs": 2, "batch_size": 16, "lr": 0.003, "device": "cpu", **(fitness or {})},
         **sections,
     }
+
+
+def updated(base: dict[str, Any], section: str, **keys: Any) -> dict[str, Any]:
+    """A fresh copy of the config `base` with `keys` set in `section`."""
+    raw = json.loads(json.dumps(base))
+    raw.setdefault(section, {}).update(keys)
+    return raw
+
+
+def task_from(raw: dict[str, Any]) -> Any:
+    """The task a raw config builds, as `evotune run` builds it."""
+    from evotune.config import resolve
+
+    config = resolve(raw)
+    return config.task_class.from_config(config)

@@ -21,6 +21,7 @@ from evotune.report.mixed_plots import gene_importance
 from evotune.report.rundata import load_run
 from evotune.runner import build_executor
 from evotune.train.finetune import TrainingRun, TrainSettings, fit
+from tiny_configs import task_from, updated
 
 BASE = {
     "task": {
@@ -45,14 +46,11 @@ BASE = {
 
 
 def raw_config(**fitness):
-    raw = json.loads(json.dumps(BASE))
-    raw["fitness"].update(fitness)
-    return raw
+    return updated(BASE, "fitness", **fitness)
 
 
 def make_task(**fitness):
-    config = resolve(raw_config(**fitness))
-    return config.task_class.from_config(config)
+    return task_from(raw_config(**fitness))
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,20 @@ import pytest
 import torch
 
 from evotune.cli import main
-from evotune.config import resolve
 from evotune.errors import UserError
 from evotune.train.auto_rgn import AutoRgnRun, normalised, relative_gradient_norms
 from evotune.train.finetune import TrainingRun, TrainSettings
-from tiny_configs import tiny_layers
+from tiny_configs import task_from, tiny_layers, updated
 
 BASE = tiny_layers(baselines=["surgical", "auto_rgn"], search={"population": 3, "generations": 1})
 
 
 def raw_config(**task):
-    raw = json.loads(json.dumps(BASE))
-    raw["task"].update(task)
-    return raw
+    return updated(BASE, "task", **task)
 
 
 def make_task(**task):
-    config = resolve(raw_config(**task))
-    return config.task_class.from_config(config)
+    return task_from(raw_config(**task))
 
 
 def test_surgical_candidates_are_one_stage_each_past_the_frozen_prefix():

@@ -9,26 +9,22 @@ import numpy as np
 import pytest
 
 from evotune.cli import main
-from evotune.config import resolve
 from evotune.engine.problem import Objective
 from evotune.engine.summary import best_entry
 from evotune.report.noise import noise_rows
 from evotune.report.rundata import load_run
 from evotune.train.schedule import repeat_seeds
-from tiny_configs import tiny_layers
+from tiny_configs import task_from, tiny_layers, updated
 
 BASE = tiny_layers(fitness={"epochs": 4, "patience": None})
 
 
 def raw_config(**fitness):
-    raw = json.loads(json.dumps(BASE))
-    raw["fitness"].update(fitness)
-    return raw
+    return updated(BASE, "fitness", **fitness)
 
 
 def make_task(**fitness):
-    config = resolve(raw_config(**fitness))
-    return config.task_class.from_config(config)
+    return task_from(raw_config(**fitness))
 
 
 def test_halving_keeps_full_budget_values_exactly_at_the_last_rung():
