@@ -173,6 +173,11 @@ def r56_default(data: dict, model: dict, seed: int, budget: dict) -> dict:
     }
 
 
+def full_schedule(fitness: dict) -> dict:
+    """A fitness section without successive halving's keys (the full budget)."""
+    return {k: v for k, v in fitness.items() if k not in ("schedule", "min_epochs", "eta")}
+
+
 def run_r56_elites(data: dict, model: dict, seed: int, budget: dict, out: Path, k: int):
     """The default search with `repeat: elites` (k seeds per elite) and random masks
     given its wall time: (search, random) test accuracies and the search's compute."""
@@ -195,8 +200,7 @@ def run_r56_full_schedule(data: dict, model: dict, seed: int, budget: dict, out:
     """The default GA without halving (every genome the full budget), given the wall time
     of the default search run in `out`'s parent (`default/`): isolates the schedule."""
     config = r56_default(data, model, seed, budget)
-    for key in ("schedule", "min_epochs", "eta"):
-        del config["fitness"][key]
+    config["fitness"] = full_schedule(config["fitness"])
     minutes = json.loads((out.parent / "default" / "summary.json").read_text())["wall_seconds"]
     config["task"]["baselines"] = []
     config["search"] = {"population": budget["population"], "seed": seed,
@@ -209,8 +213,7 @@ def run_r56(data: dict, model: dict, seed: int, budget: dict, out: Path) -> dict
     """The default search with every baseline, then the seed preset for as long."""
     default = r56_default(data, model, seed, budget)
     base = {k: default[k] for k in ("data", "model", "output")}
-    halving = ("schedule", "min_epochs", "eta")
-    fitness = {k: v for k, v in default["fitness"].items() if k not in halving}
+    fitness = full_schedule(default["fitness"])
     summary = finished(out / "default", R56_METHODS[2:]) or run_or_resume(default, out / "default")
     minutes = summary["wall_seconds"] / 60
     seed_run = base | {
